@@ -1,0 +1,196 @@
+//! Protocol parameters: every interval and bound the node uses, with the paper's defaults.
+//!
+//! The defaults aim at: a dead node's key range re-owned within about 10 s while an idle
+//! node sends at most about 0.2 maintenance messages per second (see DESIGN.md for the
+//! arithmetic). One `Config` is shared by every node of a process (`Arc<Config>`).
+
+use core::fmt;
+use core::time::Duration;
+
+/// Node configuration. Build with [`Config::default`], change fields, then [`Config::validate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Bits per digit, `b` (1..=8). Routing tables have 2^b columns and routes take about
+    /// log_{2^b} N hops. Default 4.
+    pub b: u8,
+    /// Leaf-set size |L|: |L|/2 members a side. Even, 2..=64. Default 16.
+    pub leaf_set_size: usize,
+    /// Neighbourhood-set size |M| (nearest nodes by RTT). Up to 256. Default 32.
+    pub neighborhood_size: usize,
+
+    /// How often a ready node sends its leaf set to its left neighbour as a heartbeat.
+    /// Default 7 s (jittered down by up to 10%).
+    pub heartbeat_interval: Duration,
+    /// Silence from the right neighbour after which it is probed. Must exceed
+    /// `heartbeat_interval`. Default 8.5 s.
+    pub heartbeat_timeout: Duration,
+    /// Probe and per-hop ack timeout for a node whose RTT was never measured. Default 1 s.
+    pub probe_timeout_initial: Duration,
+    /// Lower bound of RTT-derived timeouts (srtt + 4·rttvar). Default 200 ms.
+    pub probe_timeout_min: Duration,
+    /// Upper bound of RTT-derived timeouts. Default 2 s.
+    pub probe_timeout_max: Duration,
+    /// Probe retransmissions before a node is declared dead (attempts = retries + 1).
+    /// Default 2.
+    pub probe_retries: u32,
+    /// Outstanding probes at most; candidates beyond are skipped (liveness checks of
+    /// current members may use twice as many). Default 256.
+    pub max_outstanding_probes: usize,
+
+    /// Times a message is rerouted around unresponsive next hops before it is dropped with
+    /// a route failure. At least |L|/2, so that a message survives the failure of a whole
+    /// leaf-set side (those nodes are often tried one after the other). Default 12.
+    pub max_reroutes: u8,
+    /// Hops after which a message is dropped as looping. Default 40.
+    pub max_hops: u8,
+    /// Forwarded messages awaiting a per-hop ack, at most; beyond it a message is sent
+    /// without reroute protection (and counted). Default 4096.
+    pub max_pending_acks: usize,
+    /// Messages held while joining or while a suspected closer node is checked, at most;
+    /// beyond it they are dropped (and counted). Default 512.
+    pub max_held_messages: usize,
+    /// Largest application payload accepted from applications and the network. Default
+    /// 2 MiB (the codec's frame limit is 4 MiB).
+    pub max_payload_bytes: usize,
+
+    /// Time to wait for the join reply before trying again. Default 5 s.
+    pub join_timeout: Duration,
+    /// Join attempts (cycling through the bootstrap addresses) before giving up. Default 4.
+    pub join_attempts: u32,
+    /// After joining, tell each routing-table member the RTT measured to it so it can use
+    /// the new node if nearer (the paper's state announcement). Default true.
+    pub announce: bool,
+
+    /// Period of routing-table maintenance: one row is fetched from a random member of a
+    /// random row and its better entries are probed. Default 300 s.
+    pub rt_maintenance_interval: Duration,
+    /// Candidates probed per routing-table row received. Default 4.
+    pub rt_maintenance_probes: usize,
+    /// Nodes remembered as recently failed (ignored in gossip, announced to the leaf set).
+    /// Default 32.
+    pub failed_set_size: usize,
+    /// How long a node stays in the failed set. Default 60 s.
+    pub failed_set_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            b: 4,
+            leaf_set_size: 16,
+            neighborhood_size: 32,
+            heartbeat_interval: Duration::from_millis(7000),
+            heartbeat_timeout: Duration::from_millis(8500),
+            probe_timeout_initial: Duration::from_secs(1),
+            probe_timeout_min: Duration::from_millis(200),
+            probe_timeout_max: Duration::from_secs(2),
+            probe_retries: 2,
+            max_outstanding_probes: 256,
+            max_reroutes: 12,
+            max_hops: 40,
+            max_pending_acks: 4096,
+            max_held_messages: 512,
+            max_payload_bytes: 2 << 20,
+            join_timeout: Duration::from_secs(5),
+            join_attempts: 4,
+            announce: true,
+            rt_maintenance_interval: Duration::from_secs(300),
+            rt_maintenance_probes: 4,
+            failed_set_size: 32,
+            failed_set_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A configuration value out of its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    reason: &'static str,
+}
+
+impl ConfigError {
+    /// The offending field's name.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config `{}`: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks every field's range and the relations between fields.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        if !(1..=8).contains(&self.b) {
+            return err("b", "must be in 1..=8");
+        }
+        if self.leaf_set_size < 2 || self.leaf_set_size > 64 || self.leaf_set_size % 2 != 0 {
+            return err("leaf_set_size", "must be even and in 2..=64");
+        }
+        if self.neighborhood_size > 256 {
+            return err("neighborhood_size", "must be at most 256");
+        }
+        if self.heartbeat_interval.is_zero() {
+            return err("heartbeat_interval", "must be positive");
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return err("heartbeat_timeout", "must exceed heartbeat_interval");
+        }
+        if self.probe_timeout_min.is_zero() || self.probe_timeout_min > self.probe_timeout_max {
+            return err("probe_timeout_min", "must be positive and at most probe_timeout_max");
+        }
+        if self.probe_retries > 10 {
+            return err("probe_retries", "must be at most 10");
+        }
+        if self.max_outstanding_probes < self.leaf_set_size {
+            return err("max_outstanding_probes", "must be at least leaf_set_size");
+        }
+        if usize::from(self.max_reroutes) < self.leaf_set_size / 2 {
+            return err("max_reroutes", "must be at least leaf_set_size / 2");
+        }
+        if self.max_hops < 8 {
+            return err("max_hops", "must be at least 8");
+        }
+        if self.max_payload_bytes > crate::codec::MAX_FRAME_LEN - 64 * 1024 {
+            return err("max_payload_bytes", "must leave 64 KiB of the 4 MiB frame for headers");
+        }
+        if self.join_timeout.is_zero() || self.join_attempts == 0 {
+            return err("join_timeout", "join_timeout and join_attempts must be positive");
+        }
+        if self.rt_maintenance_interval.is_zero() {
+            return err("rt_maintenance_interval", "must be positive");
+        }
+        if self.failed_set_size > 1024 {
+            return err("failed_set_size", "must be at most 1024");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_named() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let bad = Config { b: 9, ..Config::default() };
+        assert_eq!(bad.validate().unwrap_err().field(), "b");
+        let bad = Config { leaf_set_size: 15, ..Config::default() };
+        assert_eq!(bad.validate().unwrap_err().field(), "leaf_set_size");
+        let bad = Config { heartbeat_timeout: Duration::from_secs(1), ..Config::default() };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.field(), "heartbeat_timeout");
+        assert!(e.to_string().contains("heartbeat_interval"));
+    }
+}

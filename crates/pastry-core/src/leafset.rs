@@ -1,0 +1,342 @@
+//! The leaf set: the |L|/2 numerically nearest known live nodes on each side of this node.
+//!
+//! The left side runs counter-clockwise (smaller ids, modulo wrap-around), the right side
+//! clockwise; each side is kept nearest first. In a ring of fewer than |L| + 1 nodes the same
+//! node can sit on both sides; the leaf set then covers the whole ring. The leaf set never
+//! decides liveness: the node adds members it heard from and removes those it found dead.
+
+use crate::rtt::Rtt;
+use crate::{NodeHandle, NodeId};
+
+/// A leaf-set member with its RTT estimate (used for heartbeat and probe timeouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf<A> {
+    /// The member.
+    pub handle: NodeHandle<A>,
+    /// Measured round-trip time to it.
+    pub rtt: Rtt,
+}
+
+/// Which side of the leaf set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    /// Counter-clockwise: numerically smaller ids (modulo wrap-around).
+    Left,
+    /// Clockwise: numerically larger ids (modulo wrap-around).
+    Right,
+}
+
+/// The leaf set of one node.
+#[derive(Debug, Clone)]
+pub struct LeafSet<A> {
+    own: NodeId,
+    half: usize,
+    left: Vec<Leaf<A>>,
+    right: Vec<Leaf<A>>,
+}
+
+impl<A: Copy + PartialEq> LeafSet<A> {
+    /// An empty leaf set for node `own` with `half` members a side (|L| / 2).
+    pub fn new(own: NodeId, half: usize) -> Self {
+        LeafSet { own, half, left: Vec::new(), right: Vec::new() }
+    }
+
+    /// The owner's id.
+    pub fn own(&self) -> NodeId {
+        self.own
+    }
+
+    /// Members a side at most (|L| / 2).
+    pub fn half(&self) -> usize {
+        self.half
+    }
+
+    /// One side, nearest first.
+    pub fn side(&self, side: Side) -> &[Leaf<A>] {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    /// Distance from the owner to `id` going the way `side` runs.
+    fn dist(&self, side: Side, id: NodeId) -> u128 {
+        match side {
+            Side::Left => id.cw_distance(self.own),
+            Side::Right => self.own.cw_distance(id),
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> &mut Vec<Leaf<A>> {
+        match side {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        }
+    }
+
+    /// Where `id` would go on `side`, or `None` when it is present or too far.
+    fn slot(&self, side: Side, id: NodeId) -> Option<usize> {
+        if id == self.own {
+            return None;
+        }
+        let d = self.dist(side, id);
+        let v = self.side(side);
+        let pos = v.partition_point(|l| self.dist(side, l.handle.id) < d);
+        if v.get(pos).is_some_and(|l| l.handle.id == id) || pos >= self.half {
+            return None;
+        }
+        Some(pos)
+    }
+
+    /// True when inserting `id` would make it a member (it is absent and near enough).
+    pub fn would_accept(&self, id: NodeId) -> bool {
+        self.slot(Side::Left, id).is_some() || self.slot(Side::Right, id).is_some()
+    }
+
+    /// Adds a live node. Returns whether it became a member, and appends to `evicted` the
+    /// members pushed out of the leaf set altogether by it.
+    pub fn insert(&mut self, handle: NodeHandle<A>, rtt: Rtt, evicted: &mut Vec<NodeHandle<A>>) -> bool {
+        let mut added = false;
+        let mut pushed = Vec::new();
+        for side in [Side::Left, Side::Right] {
+            if let Some(pos) = self.slot(side, handle.id) {
+                let half = self.half;
+                let v = self.side_mut(side);
+                v.insert(pos, Leaf { handle, rtt });
+                if v.len() > half {
+                    pushed.extend(v.pop().map(|l| l.handle));
+                }
+                added = true;
+            }
+        }
+        for h in pushed {
+            if !self.contains(h.id) {
+                evicted.push(h);
+            }
+        }
+        added
+    }
+
+    /// Removes `id` from both sides; true if it was a member.
+    pub fn remove(&mut self, id: NodeId) -> bool {
+        let before = self.left.len() + self.right.len();
+        self.left.retain(|l| l.handle.id != id);
+        self.right.retain(|l| l.handle.id != id);
+        before != self.left.len() + self.right.len()
+    }
+
+    /// True when `id` is a member.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The member with this id.
+    pub fn get(&self, id: NodeId) -> Option<&Leaf<A>> {
+        self.left.iter().chain(&self.right).find(|l| l.handle.id == id)
+    }
+
+    /// Folds an RTT sample into the member's estimate (on both sides when it is on both).
+    pub fn record_rtt(&mut self, id: NodeId, rtt_us: u32) {
+        for l in self.left.iter_mut().chain(self.right.iter_mut()) {
+            if l.handle.id == id {
+                l.rtt.update(rtt_us);
+            }
+        }
+    }
+
+    /// Distinct members: left side nearest first, then right-only members nearest first.
+    pub fn members(&self) -> impl Iterator<Item = &Leaf<A>> + '_ {
+        let left = &self.left;
+        left.iter().chain(self.right.iter().filter(move |r| !left.iter().any(|l| l.handle.id == r.handle.id)))
+    }
+
+    /// Distinct member handles, as [`LeafSet::members`].
+    pub fn handles(&self) -> Vec<NodeHandle<A>> {
+        self.members().map(|l| l.handle).collect()
+    }
+
+    /// Number of distinct members.
+    pub fn len(&self) -> usize {
+        self.members().count()
+    }
+
+    /// True when there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.left.is_empty() && self.right.is_empty()
+    }
+
+    /// The nearest member on `side`.
+    pub fn neighbor(&self, side: Side) -> Option<&Leaf<A>> {
+        self.side(side).first()
+    }
+
+    /// The farthest member on `side`.
+    pub fn farthest(&self, side: Side) -> Option<&Leaf<A>> {
+        self.side(side).last()
+    }
+
+    /// True when the two sides meet: every node of the ring is a member.
+    pub fn covers_ring(&self) -> bool {
+        match (self.left.last(), self.right.last()) {
+            (None, None) => true,
+            (Some(l), Some(r)) => {
+                let span = l.handle.id.cw_distance(self.own).checked_add(self.own.cw_distance(r.handle.id));
+                // A span of 2^128 or more (overflow) means the arcs meet or overlap.
+                span.is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// True when `key` lies within the leaf set's range: between the farthest left and the
+    /// farthest right member, or anywhere when [`LeafSet::covers_ring`].
+    pub fn covers(&self, key: NodeId) -> bool {
+        if self.covers_ring() {
+            return true;
+        }
+        let from = self.left.last().map_or(self.own, |l| l.handle.id);
+        let to = self.right.last().map_or(self.own, |l| l.handle.id);
+        NodeId::in_cw_arc(key, from, to)
+    }
+
+    /// The member or owner (`None`) numerically closest to `key`, skipping members for which
+    /// `skip` is true.
+    pub fn closest(&self, key: NodeId, mut skip: impl FnMut(NodeId) -> bool) -> Option<NodeHandle<A>> {
+        let mut best: Option<NodeHandle<A>> = None;
+        let mut best_id = self.own;
+        for l in self.left.iter().chain(&self.right) {
+            if !skip(l.handle.id) && key.is_closer(l.handle.id, best_id) {
+                best = Some(l.handle);
+                best_id = l.handle.id;
+            }
+        }
+        best
+    }
+
+    /// Up to `k` of the owner (`None`) and members, closest to `key` first.
+    pub fn replica_set(&self, key: NodeId, k: usize) -> Vec<Option<NodeHandle<A>>> {
+        let mut all: Vec<(NodeId, Option<NodeHandle<A>>)> = vec![(self.own, None)];
+        all.extend(self.members().map(|l| (l.handle.id, Some(l.handle))));
+        all.sort_by(|a, b| key.cmp_closeness(a.0, b.0));
+        all.into_iter().take(k).map(|x| x.1).collect()
+    }
+
+    /// The side of the owner `id` is on (the nearer way round); `None` for the owner itself.
+    pub fn side_of(&self, id: NodeId) -> Option<Side> {
+        if id == self.own {
+            return None;
+        }
+        Some(if self.own.cw_distance(id) <= id.cw_distance(self.own) { Side::Right } else { Side::Left })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn h(v: u128) -> NodeHandle<u32> {
+        NodeHandle::new(NodeId::from_u128(v), v as u32)
+    }
+
+    fn build(own: u128, half: usize, ids: &[u128]) -> LeafSet<u32> {
+        let mut ls = LeafSet::new(NodeId::from_u128(own), half);
+        let mut ev = Vec::new();
+        for &i in ids {
+            ls.insert(h(i), Rtt::UNKNOWN, &mut ev);
+        }
+        ls
+    }
+
+    /// The brute-force model: the `half` nearest ids each way round.
+    fn model(own: u128, half: usize, ids: &BTreeSet<u128>) -> (Vec<u128>, Vec<u128>) {
+        let o = NodeId::from_u128(own);
+        let others: Vec<u128> = ids.iter().copied().filter(|&i| i != own).collect();
+        let mut right = others.clone();
+        right.sort_by_key(|&i| o.cw_distance(NodeId::from_u128(i)));
+        right.truncate(half);
+        let mut left = others;
+        left.sort_by_key(|&i| NodeId::from_u128(i).cw_distance(o));
+        left.truncate(half);
+        (left, right)
+    }
+
+    fn ids_of(v: &[Leaf<u32>]) -> Vec<u128> {
+        v.iter().map(|l| l.handle.id.as_u128()).collect()
+    }
+
+    #[test]
+    fn small_ring_members_on_both_sides() {
+        let ls = build(100, 4, &[200, 300]);
+        assert_eq!(ids_of(ls.side(Side::Right)), vec![200, 300]);
+        assert_eq!(ids_of(ls.side(Side::Left)), vec![300, 200]);
+        assert!(ls.covers_ring());
+        assert_eq!(ls.len(), 2);
+        assert_eq!(ls.closest(NodeId::from_u128(290), |_| false).map(|x| x.id.as_u128()), Some(300));
+        assert_eq!(ls.closest(NodeId::from_u128(120), |_| false), None);
+    }
+
+    #[test]
+    fn range_and_eviction() {
+        let mut ls = build(1000, 2, &[900, 800, 1100, 1200]);
+        assert!(!ls.covers_ring());
+        assert!(ls.covers(NodeId::from_u128(850)));
+        assert!(ls.covers(NodeId::from_u128(1200)));
+        assert!(!ls.covers(NodeId::from_u128(1201)));
+        assert!(!ls.covers(NodeId::from_u128(799)));
+        let mut ev = Vec::new();
+        assert!(ls.insert(h(1050), Rtt::UNKNOWN, &mut ev));
+        assert_eq!(ev, vec![h(1200)]);
+        assert!(!ls.would_accept(NodeId::from_u128(1300)));
+        assert!(ls.would_accept(NodeId::from_u128(950)));
+        assert!(ls.remove(NodeId::from_u128(1050)));
+        assert!(!ls.remove(NodeId::from_u128(1050)));
+        assert_eq!(ids_of(ls.side(Side::Right)), vec![1100]);
+    }
+
+    #[test]
+    fn replica_set_orders_by_closeness() {
+        let ls = build(1000, 4, &[900, 800, 1100, 1200]);
+        let r = ls.replica_set(NodeId::from_u128(1090), 3);
+        let got: Vec<u128> = r.iter().map(|x| x.map_or(1000, |h| h.id.as_u128())).collect();
+        assert_eq!(got, vec![1100, 1000, 1200]);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_model(own: u128, half in 1usize..8, ids in proptest::collection::vec(any::<u128>(), 0..40),
+                         removals in proptest::collection::vec(any::<prop::sample::Index>(), 0..10)) {
+            let mut set: BTreeSet<u128> = ids.iter().copied().collect();
+            let mut ls = build(own, half, &ids);
+            for r in &removals {
+                if set.is_empty() { break; }
+                let victim = *set.iter().nth(r.index(set.len())).unwrap();
+                set.remove(&victim);
+                ls.remove(NodeId::from_u128(victim));
+                // The model has no memory of evicted nodes: re-offer every live one, as the
+                // node's repair does.
+                let mut ev = Vec::new();
+                for &i in &set { ls.insert(h(i), Rtt::UNKNOWN, &mut ev); }
+            }
+            let (left, right) = model(own, half, &set);
+            prop_assert_eq!(ids_of(ls.side(Side::Left)), left);
+            prop_assert_eq!(ids_of(ls.side(Side::Right)), right);
+        }
+
+        #[test]
+        fn closest_is_true_closest_when_covered(own: u128, half in 1usize..6,
+                                                ids in proptest::collection::vec(any::<u128>(), 0..30), key: u128) {
+            let set: BTreeSet<u128> = ids.iter().copied().chain([own]).collect();
+            let ls = build(own, half, &ids);
+            let k = NodeId::from_u128(key);
+            if ls.covers(k) {
+                let truth = set.iter().copied().min_by(|&a, &b| k.cmp_closeness(NodeId::from_u128(a), NodeId::from_u128(b))).unwrap();
+                let got = ls.closest(k, |_| false).map_or(own, |x| x.id.as_u128());
+                prop_assert_eq!(got, truth);
+            }
+            // Both sides meet exactly when the ring is small enough to be known whole.
+            prop_assert_eq!(ls.covers_ring(), set.len() - 1 < 2 * half);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The neighbourhood set: the |M| nodes nearest to this one by measured RTT.
+//!
+//! Not used for routing decisions in the common case; it seeds proximity-aware tables
+//! (a joining node learns nearby nodes from it) and offers alternatives in the rare case.
+
+use crate::routing_table::Entry;
+use crate::{NodeHandle, NodeId};
+
+/// The |M| nearest known nodes, nearest first. Only nodes with a measured RTT enter.
+#[derive(Debug, Clone)]
+pub struct NeighborhoodSet<A> {
+    cap: usize,
+    entries: Vec<Entry<A>>,
+}
+
+impl<A: Copy + PartialEq> NeighborhoodSet<A> {
+    /// An empty set holding at most `cap` nodes.
+    pub fn new(cap: usize) -> Self {
+        NeighborhoodSet { cap, entries: Vec::new() }
+    }
+
+    /// Offers a node with a measured RTT in microseconds. Returns true if it is now a member.
+    pub fn insert(&mut self, handle: NodeHandle<A>, rtt_us: u32) -> bool {
+        if self.cap == 0 {
+            return false;
+        }
+        if let Some(i) = self.entries.iter().position(|e| e.handle.id == handle.id) {
+            let mut e = self.entries.remove(i);
+            e.handle = handle;
+            e.rtt.update(rtt_us);
+            let pos = self.entries.partition_point(|x| x.rtt.srtt_us <= e.rtt.srtt_us);
+            self.entries.insert(pos, e);
+            return true;
+        }
+        let rtt = crate::rtt::Rtt::from_sample(rtt_us);
+        let pos = self.entries.partition_point(|x| x.rtt.srtt_us <= rtt.srtt_us);
+        if pos >= self.cap {
+            return false;
+        }
+        self.entries.insert(pos, Entry { handle, rtt });
+        self.entries.truncate(self.cap);
+        true
+    }
+
+    /// Removes `id`; true if it was a member.
+    pub fn remove(&mut self, id: NodeId) -> bool {
+        let n = self.entries.len();
+        self.entries.retain(|e| e.handle.id != id);
+        n != self.entries.len()
+    }
+
+    /// Members, nearest first.
+    pub fn entries(&self) -> &[Entry<A>] {
+        &self.entries
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn h(v: u128) -> NodeHandle<u32> {
+        NodeHandle::new(NodeId::from_u128(v), v as u32)
+    }
+
+    #[test]
+    fn keeps_nearest() {
+        let mut m = NeighborhoodSet::new(2);
+        assert!(m.insert(h(1), 30));
+        assert!(m.insert(h(2), 10));
+        assert!(!m.insert(h(3), 40));
+        assert!(m.insert(h(4), 20));
+        let ids: Vec<u128> = m.entries().iter().map(|e| e.handle.id.as_u128()).collect();
+        assert_eq!(ids, vec![2, 4]);
+        assert!(m.remove(NodeId::from_u128(2)));
+        assert_eq!(m.len(), 1);
+    }
+
+    proptest! {
+        /// With distinct ids offered once each, the set is the `cap` lowest RTTs (stable on ties).
+        #[test]
+        fn matches_model(cap in 0usize..10, offers in proptest::collection::btree_map(any::<u128>(), 1u32..500, 0..40)) {
+            let mut m = NeighborhoodSet::new(cap);
+            let mut order: Vec<(u128, u32)> = Vec::new();
+            for (&id, &rtt) in &offers {
+                m.insert(h(id), rtt);
+                order.push((id, rtt));
+            }
+            let mut model: Vec<(u32, usize, u128)> = order.iter().enumerate().map(|(i, &(id, r))| (r, i, id)).collect();
+            model.sort();
+            let want: Vec<u128> = model.into_iter().take(cap).map(|x| x.2).collect();
+            let got: Vec<u128> = m.entries().iter().map(|e| e.handle.id.as_u128()).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,1542 @@
+//! The node state machine: routing, join, leave, failure detection and repair.
+//!
+//! A [`Node`] never performs IO and never reads a clock. The host feeds it messages
+//! ([`Node::handle_message`]), expired deadlines ([`Node::handle_timeout`]) and commands
+//! ([`Node::join`], [`Node::route`], [`Node::leave`]), each with the current time, then drains
+//! [`Node::poll_transmit`] and [`Node::poll_event`] and sleeps until [`Node::poll_timeout`].
+//!
+//! Protocol summary (details and deviations in DESIGN.md):
+//! - **Routing**: leaf set when the key is in its range, else the routing-table slot sharing
+//!   one more digit, else the rare case (any known node with as long a prefix and numerically
+//!   closer). Each forwarded hop is acknowledged; a silent next hop is suspected, probed and
+//!   routed around. A node never delivers while a closer leaf-set member is merely suspected:
+//!   it holds the message until the probe settles (consistent routing under loss).
+//! - **Join**: the join request is routed to the joiner's id; each hop adds routing-table
+//!   candidates, the root answers with its leaf set. The joiner probes every leaf-set
+//!   candidate (and those their replies reveal) and becomes ready only when each answered or
+//!   was found dead (MSR-TR-2003-94). It probes routing-table candidates for RTT and keeps
+//!   the nearest per slot, then announces itself to its routing-table members.
+//! - **Maintenance**: heartbeats carrying the leaf set go to the left neighbour; silence from
+//!   the right neighbour triggers a probe; a node found dead is removed, announced to the leaf
+//!   set, and the leaf set repaired from the farthest member of the short side. Routing-table
+//!   holes are repaired lazily by asking a member of the same row (then the next) for its
+//!   row; a periodic row exchange keeps entries near.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use core::any::Any;
+use core::fmt;
+use core::time::Duration;
+
+use crate::app::{AppCommand, AppContext, Application, Delivery, Forward, ForwardAction};
+use crate::config::Config;
+use crate::leafset::{LeafSet, Side};
+use crate::message::{AppId, Body, Message, MessageKind, RouteMsg, RoutePayload};
+use crate::neighborhood::NeighborhoodSet;
+use crate::rng::Rng;
+use crate::routing_table::RoutingTable;
+use crate::rtt::Rtt;
+use crate::time::micros;
+use crate::{Address, Instant, NodeHandle, NodeId};
+
+/// Identifies a message routed from this node; it comes back in [`Delivery::request`].
+pub type RequestId = u64;
+
+/// A message for the host to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit<A> {
+    /// Destination address.
+    pub to: A,
+    /// The message.
+    pub msg: Message<A>,
+}
+
+/// Lifecycle of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Created; neither joined nor started a ring.
+    Idle,
+    /// Joining: routes and forwards, but delivers nothing yet.
+    Joining,
+    /// A full member of the ring.
+    Ready,
+    /// Left the ring (or gave up joining); ignores all input.
+    Left,
+}
+
+/// Something the host should know about.
+#[derive(Debug)]
+pub enum Event<A> {
+    /// The node finished joining (or started a new ring) and now delivers messages.
+    Ready,
+    /// No bootstrap node answered the join; the node is [`NodeState::Left`].
+    JoinFailed,
+    /// A routed message for an application id with no registered [`Application`].
+    Delivered(Delivery<A>),
+    /// A direct message for an application id with no registered [`Application`].
+    DirectDelivered {
+        /// The sender.
+        from: NodeHandle<A>,
+        /// The application id it was sent to.
+        app: AppId,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// A routed message was dropped at this node.
+    RouteFailed {
+        /// The key.
+        key: NodeId,
+        /// The origin's request id.
+        request: RequestId,
+        /// The origin.
+        origin: NodeHandle<A>,
+        /// Why.
+        reason: RouteFailure,
+    },
+    /// A node joined (`joined = true`) or left this node's leaf set.
+    LeafSetChanged {
+        /// The node.
+        handle: NodeHandle<A>,
+        /// Joined or left.
+        joined: bool,
+    },
+    /// A value an application handed to the host with [`AppContext::notify`].
+    Application {
+        /// The application.
+        app: AppId,
+        /// Its value.
+        value: Box<dyn Any + Send>,
+    },
+}
+
+/// Why a routed message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteFailure {
+    /// Every candidate next hop failed to acknowledge (`max_reroutes` exceeded).
+    NoLiveNextHop,
+    /// The hop count passed `max_hops`.
+    TooManyHops,
+    /// The node could not hold the message (`max_held_messages`).
+    HoldQueueFull,
+    /// An application's `forward` dropped it.
+    DroppedByApplication,
+}
+
+/// Why [`Node::route`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// The node is idle or has left.
+    NotMember,
+    /// The payload exceeds `max_payload_bytes`.
+    PayloadTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::NotMember => f.write_str("the node is not a member of a ring"),
+            RouteError::PayloadTooLarge { len, max } => {
+                write!(f, "payload of {len} bytes exceeds the limit of {max}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// What to route: see [`Node::route`].
+#[derive(Debug, Clone)]
+pub struct RouteRequest<A> {
+    /// The key.
+    pub key: NodeId,
+    /// The destination application.
+    pub app: AppId,
+    /// The bytes.
+    pub data: Bytes,
+    /// Send the first hop to this node (common API hint).
+    pub hint: Option<NodeHandle<A>>,
+    /// Record the path.
+    pub trace: bool,
+}
+
+/// Counters a node keeps about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages sent, by [`MessageKind`] wire byte - 1.
+    pub sent: [u64; MessageKind::ALL.len()],
+    /// Messages received, by [`MessageKind`] wire byte - 1.
+    pub received: [u64; MessageKind::ALL.len()],
+    /// Messages routed from this node.
+    pub routes_originated: u64,
+    /// Routed messages delivered here.
+    pub delivered: u64,
+    /// Routed messages forwarded (excluding ones originated here).
+    pub forwarded: u64,
+    /// Forwards that went through the rare case.
+    pub rare_cases: u64,
+    /// Next hops that failed to acknowledge, so the message was rerouted.
+    pub reroutes: u64,
+    /// Routed messages dropped, any reason.
+    pub route_failures: u64,
+    /// Messages held (joining, or a closer node suspected).
+    pub held: u64,
+    /// Forwards sent without reroute protection because the ack table was full.
+    pub acks_untracked: u64,
+    /// Probes sent, retries included.
+    pub probes_sent: u64,
+    /// Nodes this node declared dead.
+    pub nodes_declared_dead: u64,
+    /// Messages ignored: from ourselves, oversized payloads, in the wrong state.
+    pub ignored: u64,
+}
+
+// Probe purposes, combined as bit flags.
+const P_SUSPECT: u8 = 1; // a member is suspected: excluded from routing until answered
+const P_JOIN: u8 = 2; // counts towards the consistent join
+const P_WANT_LS: u8 = 4; // ask for the leaf set
+const P_RT: u8 = 8; // a routing-table candidate (RTT measurement)
+
+#[derive(Debug, Clone)]
+struct Probe<A> {
+    addr: A,
+    nonce: u64,
+    first_nonce: u64,
+    sent_at: Instant,
+    tries: u32,
+    flags: u8,
+}
+
+#[derive(Debug, Clone)]
+struct PendingHop<A> {
+    msg: RouteMsg<A>,
+    next: NodeHandle<A>,
+    sent_at: Instant,
+    excluded: Vec<NodeId>,
+    reroutes: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Ready,
+    Suspect(NodeId),
+}
+
+#[derive(Debug, Clone)]
+struct Held<A> {
+    msg: RouteMsg<A>,
+    excluded: Vec<NodeId>,
+    reroutes: u8,
+    wait: Wait,
+}
+
+#[derive(Debug, Clone)]
+enum JoinPhase {
+    AwaitReply { attempt: u32 },
+    Probing { pending: BTreeSet<NodeId> },
+}
+
+#[derive(Debug, Clone)]
+struct Join<A> {
+    bootstraps: Vec<A>,
+    phase: JoinPhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Heartbeat,
+    HeartbeatCheck,
+    RtMaintenance,
+    Join(u32),
+    Ack(u64),
+    Probe(NodeId, u64),
+    App(AppId, u64),
+}
+
+/// The routing decision for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<A> {
+    /// This node is the root.
+    Deliver,
+    /// Send to this node; `rare` when it came from the rare case.
+    Forward {
+        /// The next hop.
+        to: NodeHandle<A>,
+        /// Chosen by the rare case (no leaf-set range, no routing-table entry).
+        rare: bool,
+    },
+    /// The closest known node is suspected; wait for its probe to settle.
+    Hold(NodeId),
+}
+
+/// The node's routing state: what applications may read through [`AppContext`].
+#[derive(Debug, Clone)]
+pub struct Tables<A> {
+    pub(crate) me: NodeHandle<A>,
+    pub(crate) leaf_set: LeafSet<A>,
+    pub(crate) routing_table: RoutingTable<A>,
+    pub(crate) neighborhood: NeighborhoodSet<A>,
+}
+
+impl<A: Address> Tables<A> {
+    fn new(cfg: &Config, me: NodeHandle<A>) -> Self {
+        Tables {
+            me,
+            leaf_set: LeafSet::new(me.id, cfg.leaf_set_size / 2),
+            routing_table: RoutingTable::new(me.id, cfg.b),
+            neighborhood: NeighborhoodSet::new(cfg.neighborhood_size),
+        }
+    }
+
+    /// The routing decision of the Pastry paper for `key`. Nodes for which `skip` is true
+    /// are not chosen; of those, the ones for which `soft` is also true (suspected) make the
+    /// node hold the message rather than deliver it when they are closer than this node.
+    pub fn decide(&self, key: NodeId, hard: impl Fn(NodeId) -> bool, soft: impl Fn(NodeId) -> bool) -> Decision<A> {
+        let me = self.me.id;
+        let b = self.routing_table.b();
+        if self.leaf_set.covers(key) {
+            if let Some(to) = self.leaf_set.closest(key, |id| hard(id) || soft(id)) {
+                return Decision::Forward { to, rare: false };
+            }
+            return match self.leaf_set.closest(key, &hard) {
+                Some(s) => Decision::Hold(s.id),
+                None => Decision::Deliver,
+            };
+        }
+        if let Some(e) = self.routing_table.next_hop(key)
+            && !hard(e.handle.id)
+            && !soft(e.handle.id)
+        {
+            return Decision::Forward { to: e.handle, rare: false };
+        }
+        // Rare case: any known node with at least as long a prefix and numerically closer.
+        let l = me.shared_prefix_len(key, b);
+        let mut best: Option<(usize, NodeHandle<A>)> = None;
+        let mut suspect: Option<NodeId> = None;
+        for h in self.known() {
+            if hard(h.id) || !key.is_closer(h.id, me) {
+                continue;
+            }
+            let p = h.id.shared_prefix_len(key, b);
+            if p < l {
+                continue;
+            }
+            if soft(h.id) {
+                suspect.get_or_insert(h.id);
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((bp, bh)) => p > bp || (p == bp && key.is_closer(h.id, bh.id)),
+            };
+            if better {
+                best = Some((p, h));
+            }
+        }
+        match (best, suspect) {
+            (Some((_, to)), _) => Decision::Forward { to, rare: true },
+            (None, Some(s)) => Decision::Hold(s),
+            // Nobody known is closer: this node is the best root it can find.
+            (None, None) => Decision::Deliver,
+        }
+    }
+
+    /// Every node in the leaf set, routing table and neighbourhood set (may repeat).
+    fn known(&self) -> impl Iterator<Item = NodeHandle<A>> + '_ {
+        self.leaf_set
+            .members()
+            .map(|l| l.handle)
+            .chain(self.routing_table.entries().map(|e| e.handle))
+            .chain(self.neighborhood.entries().iter().map(|e| e.handle))
+    }
+
+    /// RTT estimate to a known node.
+    fn rtt(&self, id: NodeId) -> Rtt {
+        if let Some(l) = self.leaf_set.get(id) {
+            return l.rtt;
+        }
+        if let Some(e) = self.routing_table.find(id) {
+            return e.rtt;
+        }
+        self.neighborhood.entries().iter().find(|e| e.handle.id == id).map_or(Rtt::UNKNOWN, |e| e.rtt)
+    }
+
+    fn is_known(&self, id: NodeId) -> bool {
+        self.leaf_set.contains(id)
+            || self.routing_table.find(id).is_some()
+            || self.neighborhood.entries().iter().any(|e| e.handle.id == id)
+    }
+
+    pub(crate) fn local_lookup(&self, key: NodeId, num: usize) -> Vec<NodeHandle<A>> {
+        let mut out = Vec::new();
+        if let Decision::Forward { to, .. } = self.decide(key, |_| false, |_| false) {
+            out.push(to);
+        } else {
+            return out;
+        }
+        let b = self.routing_table.b();
+        let l = self.me.id.shared_prefix_len(key, b);
+        let mut rest: Vec<NodeHandle<A>> = self
+            .known()
+            .filter(|h| key.is_closer(h.id, self.me.id) && h.id.shared_prefix_len(key, b) >= l)
+            .collect();
+        rest.sort_by(|x, y| key.cmp_closeness(x.id, y.id));
+        rest.dedup_by_key(|h| h.id);
+        let first = out[0].id;
+        out.extend(rest.into_iter().filter(|h| h.id != first));
+        out.truncate(num);
+        out
+    }
+
+    pub(crate) fn neighbor_set(&self, num: usize) -> Vec<NodeHandle<A>> {
+        let (l, r) = (self.leaf_set.side(Side::Left), self.leaf_set.side(Side::Right));
+        let mut out: Vec<NodeHandle<A>> = Vec::new();
+        for i in 0..l.len().max(r.len()) {
+            for side in [l, r] {
+                if let Some(x) = side.get(i)
+                    && !out.iter().any(|h| h.id == x.handle.id)
+                {
+                    out.push(x.handle);
+                }
+            }
+        }
+        out.truncate(num);
+        out
+    }
+
+    pub(crate) fn replica_set(&self, key: NodeId, max: usize) -> Vec<NodeHandle<A>> {
+        self.leaf_set.replica_set(key, max).into_iter().map(|h| h.unwrap_or(self.me)).collect()
+    }
+
+    pub(crate) fn range(&self, id: NodeId, rank: usize) -> Option<(NodeId, NodeId)> {
+        // The known nodes in clockwise order, from the farthest left member to the farthest
+        // right one (a full circle when the leaf set covers the ring).
+        let ls = &self.leaf_set;
+        let mut ring: Vec<NodeId> = ls.side(Side::Left).iter().rev().map(|l| l.handle.id).collect();
+        ring.push(self.me.id);
+        ring.extend(ls.side(Side::Right).iter().map(|l| l.handle.id));
+        let whole = ls.covers_ring();
+        if whole {
+            ring.sort_by_key(|x| self.me.id.cw_distance(*x));
+            ring.dedup();
+        }
+        let n = ring.len();
+        let pos = ring.iter().position(|&x| x == id)?;
+        let k = rank + 1;
+        if whole && n <= k {
+            return Some((id.wrapping_add(1), id));
+        }
+        let (prev, next) = if whole {
+            (ring[(pos + n - k % n) % n], ring[(pos + k) % n])
+        } else {
+            (*ring.get(pos.checked_sub(k)?)?, *ring.get(pos + k)?)
+        };
+        // Keys strictly past the midpoint belong to the clockwise node (tie rule).
+        let from = prev.wrapping_add(prev.cw_distance(id).div_ceil(2));
+        let to = id.wrapping_add(id.cw_distance(next).div_ceil(2).wrapping_sub(1));
+        Some((from, to))
+    }
+}
+
+struct AppSlot<A> {
+    id: AppId,
+    app: Box<dyn Application<A>>,
+}
+
+/// One Pastry node. See the module and crate docs for the drain contract.
+pub struct Node<A: Address> {
+    cfg: Arc<Config>,
+    t: Tables<A>,
+    state: NodeState,
+    rng: Rng,
+    apps: Vec<AppSlot<A>>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    transmits: VecDeque<Transmit<A>>,
+    events: VecDeque<Event<A>>,
+    probes: BTreeMap<NodeId, Probe<A>>,
+    acks: BTreeMap<u64, PendingHop<A>>,
+    held: VecDeque<Held<A>>,
+    failed: VecDeque<(NodeId, Instant)>,
+    join: Option<Box<Join<A>>>,
+    right: Option<NodeId>,
+    right_heard: Instant,
+    next_id: u64,
+    next_request: u64,
+    now: Instant,
+    stats: Stats,
+}
+
+impl<A: Address> fmt::Debug for Node<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("me", &self.t.me)
+            .field("state", &self.state)
+            .field("leaf_set", &self.t.leaf_set.len())
+            .field("routing_table", &self.t.routing_table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Address> Node<A> {
+    /// A new idle node with id `id` reachable at `addr`. `seed` drives every random choice
+    /// the node makes. `cfg` must have passed [`Config::validate`].
+    pub fn new(cfg: Arc<Config>, id: NodeId, addr: A, seed: u64) -> Self {
+        debug_assert!(cfg.validate().is_ok(), "config must be validated");
+        let me = NodeHandle::new(id, addr);
+        Node {
+            t: Tables::new(&cfg, me),
+            cfg,
+            state: NodeState::Idle,
+            rng: Rng::new(seed),
+            apps: Vec::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            probes: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            held: VecDeque::new(),
+            failed: VecDeque::new(),
+            join: None,
+            right: None,
+            right_heard: Instant::ZERO,
+            next_id: 0,
+            next_request: 0,
+            now: Instant::ZERO,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Registers `app` under `id`; its upcalls start with the next input.
+    ///
+    /// # Errors
+    /// Gives the application back if `id` is taken.
+    #[allow(clippy::result_large_err)]
+    pub fn register(&mut self, id: AppId, app: Box<dyn Application<A>>) -> Result<(), Box<dyn Application<A>>> {
+        if self.apps.iter().any(|s| s.id == id) {
+            return Err(app);
+        }
+        self.apps.push(AppSlot { id, app });
+        Ok(())
+    }
+
+    // ---- accessors ----
+
+    /// This node's handle.
+    pub fn handle(&self) -> NodeHandle<A> {
+        self.t.me
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.t.me.id
+    }
+
+    /// Lifecycle state.
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The leaf set.
+    pub fn leaf_set(&self) -> &LeafSet<A> {
+        &self.t.leaf_set
+    }
+
+    /// The routing table.
+    pub fn routing_table(&self) -> &RoutingTable<A> {
+        &self.t.routing_table
+    }
+
+    /// The neighbourhood set.
+    pub fn neighborhood(&self) -> &NeighborhoodSet<A> {
+        &self.t.neighborhood
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The routing decision this node would take for `key` now.
+    pub fn decide(&self, key: NodeId) -> Decision<A> {
+        self.t.decide(key, |_| false, |id| self.is_suspect(id))
+    }
+
+    /// Common API `local_lookup`: see [`AppContext::local_lookup`].
+    pub fn local_lookup(&self, key: NodeId, num: usize) -> Vec<NodeHandle<A>> {
+        self.t.local_lookup(key, num)
+    }
+
+    /// Common API `neighborSet`: see [`AppContext::neighbor_set`].
+    pub fn neighbor_set(&self, num: usize) -> Vec<NodeHandle<A>> {
+        self.t.neighbor_set(num)
+    }
+
+    /// Common API `replicaSet`: see [`AppContext::replica_set`].
+    pub fn replica_set(&self, key: NodeId, max: usize) -> Vec<NodeHandle<A>> {
+        self.t.replica_set(key, max)
+    }
+
+    /// Common API `range`: see [`AppContext::range`].
+    pub fn range(&self, handle: &NodeHandle<A>, rank: usize) -> Option<(NodeId, NodeId)> {
+        self.t.range(handle.id, rank)
+    }
+
+    /// Messages currently held (joining, or waiting on a suspected node).
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
+    // ---- the drain contract ----
+
+    /// The next message to send, if any. Drain until `None` after every input.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any. Drain until `None` after every input.
+    pub fn poll_event(&mut self) -> Option<Event<A>> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline at which [`Node::handle_timeout`] must be called. Does not
+    /// drain anything; may be earlier than needed (a cancelled timer), never later.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    // ---- commands ----
+
+    /// Starts a new ring with this node as its only member; it is ready at once.
+    pub fn start_ring(&mut self, now: Instant) {
+        if self.state != NodeState::Idle {
+            return;
+        }
+        self.now = now;
+        self.become_ready(now);
+    }
+
+    /// Joins the ring through `bootstrap` (tried in turn on timeout). An empty list starts
+    /// a new ring, as [`Node::start_ring`].
+    pub fn join(&mut self, now: Instant, bootstrap: &[A]) {
+        if self.state != NodeState::Idle {
+            return;
+        }
+        self.now = now;
+        let bootstraps: Vec<A> = bootstrap.iter().copied().filter(|a| *a != self.t.me.addr).collect();
+        if bootstraps.is_empty() {
+            self.become_ready(now);
+            return;
+        }
+        self.state = NodeState::Joining;
+        self.join = Some(Box::new(Join { bootstraps, phase: JoinPhase::AwaitReply { attempt: 0 } }));
+        self.send_join_request(now, 0);
+    }
+
+    /// Routes `data` to the root of `key` for application `app`; returns the request id
+    /// carried to the root.
+    ///
+    /// # Errors
+    /// [`RouteError`] when the node is not a member or the payload is too large.
+    pub fn route(&mut self, now: Instant, key: NodeId, app: AppId, data: Bytes) -> Result<RequestId, RouteError> {
+        self.route_with(now, RouteRequest { key, app, data, hint: None, trace: false })
+    }
+
+    /// Routes as [`Node::route`], with a first-hop hint and path tracing.
+    ///
+    /// # Errors
+    /// [`RouteError`] when the node is not a member or the payload is too large.
+    pub fn route_with(&mut self, now: Instant, req: RouteRequest<A>) -> Result<RequestId, RouteError> {
+        self.check_route(&req.data)?;
+        self.now = now;
+        self.next_request += 1;
+        let request = self.next_request;
+        self.originate(now, req, request);
+        Ok(request)
+    }
+
+    fn check_route(&self, data: &Bytes) -> Result<(), RouteError> {
+        if !matches!(self.state, NodeState::Joining | NodeState::Ready) {
+            return Err(RouteError::NotMember);
+        }
+        if data.len() > self.cfg.max_payload_bytes {
+            return Err(RouteError::PayloadTooLarge { len: data.len(), max: self.cfg.max_payload_bytes });
+        }
+        Ok(())
+    }
+
+    /// Sends `data` straight to `to`'s application `app` (its `direct` upcall, or
+    /// [`Event::DirectDelivered`]).
+    ///
+    /// # Errors
+    /// [`RouteError`] when the node is not a member or the payload is too large.
+    pub fn send_direct(&mut self, now: Instant, to: NodeHandle<A>, app: AppId, data: Bytes) -> Result<(), RouteError> {
+        self.check_route(&data)?;
+        self.now = now;
+        self.send(to.addr, Body::Direct { app, data });
+        Ok(())
+    }
+
+    /// Leaves the ring gracefully: tells the leaf set, then ignores all input.
+    pub fn leave(&mut self, now: Instant) {
+        if self.state == NodeState::Left {
+            return;
+        }
+        self.now = now;
+        if self.state != NodeState::Idle {
+            let leaf_set = self.t.leaf_set.handles();
+            for h in &leaf_set {
+                self.send(h.addr, Body::Leave { leaf_set: leaf_set.clone() });
+            }
+        }
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.state = NodeState::Left;
+        self.timers.clear();
+        self.probes.clear();
+        self.acks.clear();
+        self.held.clear();
+        self.join = None;
+    }
+
+    // ---- inputs ----
+
+    /// Processes a message that arrived from `from`.
+    pub fn handle_message(&mut self, now: Instant, from: A, msg: Message<A>) {
+        self.now = now.max(self.now);
+        let kind = msg.body.kind();
+        self.stats.received[kind as usize - 1] += 1;
+        if matches!(self.state, NodeState::Idle | NodeState::Left) || msg.sender == self.t.me.id {
+            self.stats.ignored += 1;
+            return;
+        }
+        let sender = NodeHandle::new(msg.sender, from);
+        match msg.body {
+            Body::Route(m) => self.on_route(now, sender, m),
+            Body::RouteAck { hop_id } => self.on_route_ack(now, sender, hop_id),
+            Body::Direct { app, data } => {
+                self.heard_from(now, sender, true);
+                if data.len() > self.cfg.max_payload_bytes {
+                    self.stats.ignored += 1;
+                } else if !self.with_app(app, |a, ctx| a.direct(ctx, sender, data.clone())).is_some() {
+                    self.events.push_back(Event::DirectDelivered { from: sender, app, data });
+                }
+            }
+            Body::JoinReply { leaf_set, rows } => self.on_join_reply(now, sender, leaf_set, rows),
+            Body::Probe { nonce, joining, want_leaf_set } => {
+                self.heard_from(now, sender, true);
+                if joining && self.t.routing_table.would_accept(sender.id, Rtt::UNKNOWN) {
+                    self.t.routing_table.insert(sender, Rtt::UNKNOWN);
+                }
+                let leaf_set = if want_leaf_set { self.t.leaf_set.handles() } else { Vec::new() };
+                let ready = self.state == NodeState::Ready;
+                self.send(sender.addr, Body::ProbeReply { nonce, ready, leaf_set });
+            }
+            Body::ProbeReply { nonce, leaf_set, .. } => self.on_probe_reply(now, sender, nonce, leaf_set),
+            Body::LeafSetUpdate { heartbeat: _, leaf_set, failed } => {
+                self.heard_from(now, sender, true);
+                for f in failed {
+                    self.on_failure_notice(now, f);
+                }
+                self.consider_leaves(now, &leaf_set);
+            }
+            Body::RowRequest { row } => {
+                self.heard_from(now, sender, true);
+                let entries = self.t.routing_table.row(row as usize).iter().flatten().map(|e| e.handle).collect();
+                self.send(sender.addr, Body::RowReply { row, entries });
+            }
+            Body::RowReply { row: _, entries } => {
+                self.heard_from(now, sender, true);
+                self.consider_rt_candidates(now, &entries, self.cfg.rt_maintenance_probes);
+            }
+            Body::Announce { rtt_us } => {
+                self.heard_from(now, sender, true);
+                self.t.routing_table.insert(sender, Rtt::from_sample(rtt_us));
+                self.t.neighborhood.insert(sender, rtt_us);
+            }
+            Body::Leave { leaf_set } => {
+                self.remove_node(now, sender.id, false);
+                self.consider_leaves(now, &leaf_set);
+            }
+        }
+    }
+
+    /// Processes every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now.max(self.now);
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.on_timer(now, timer);
+        }
+    }
+
+    // ---- internals: sending and timers ----
+
+    fn send(&mut self, to: A, body: Body<A>) {
+        self.stats.sent[body.kind() as usize - 1] += 1;
+        self.transmits.push_back(Transmit { to, msg: Message { sender: self.t.me.id, body } });
+    }
+
+    fn set_timer(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A duration scaled by a random factor in `[lo, 1)`, to keep nodes out of step.
+    fn jitter(&mut self, d: Duration, lo: f64) -> Duration {
+        d.mul_f64(lo + (1.0 - lo) * self.rng.unit())
+    }
+
+    fn timeout_for(&self, id: NodeId) -> Duration {
+        let c = &self.cfg;
+        self.t.rtt(id).timeout(c.probe_timeout_initial, c.probe_timeout_min, c.probe_timeout_max)
+    }
+
+    fn is_suspect(&self, id: NodeId) -> bool {
+        self.probes.get(&id).is_some_and(|p| p.flags & P_SUSPECT != 0)
+    }
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Heartbeat => {
+                if self.state != NodeState::Ready {
+                    return;
+                }
+                if let Some(left) = self.t.leaf_set.neighbor(Side::Left).map(|l| l.handle) {
+                    let failed = self.recent_failures(now);
+                    let leaf_set = self.t.leaf_set.handles();
+                    self.send(left.addr, Body::LeafSetUpdate { heartbeat: true, leaf_set, failed });
+                }
+                let d = self.jitter(self.cfg.heartbeat_interval, 0.9);
+                self.set_timer(now + d, Timer::Heartbeat);
+            }
+            Timer::HeartbeatCheck => {
+                if self.state != NodeState::Ready {
+                    return;
+                }
+                self.track_right(now);
+                if let Some(r) = self.t.leaf_set.neighbor(Side::Right).map(|l| l.handle)
+                    && now >= self.right_heard + self.cfg.heartbeat_timeout
+                {
+                    self.probe(now, r, P_SUSPECT | P_WANT_LS);
+                    self.right_heard = now;
+                }
+                let at = (self.right_heard + self.cfg.heartbeat_timeout).max(now + Duration::from_millis(1));
+                self.set_timer(at, Timer::HeartbeatCheck);
+            }
+            Timer::RtMaintenance => {
+                if self.state != NodeState::Ready {
+                    return;
+                }
+                self.rt_maintenance(now);
+                self.repair_leaf_set(now);
+                let d = self.jitter(self.cfg.rt_maintenance_interval, 0.75);
+                self.set_timer(now + d, Timer::RtMaintenance);
+            }
+            Timer::Join(attempt) => self.on_join_timeout(now, attempt),
+            Timer::Ack(hop_id) => {
+                if let Some(p) = self.acks.remove(&hop_id) {
+                    self.stats.reroutes += 1;
+                    self.probe(now, p.next, P_SUSPECT);
+                    let mut excluded = p.excluded;
+                    excluded.push(p.next.id);
+                    self.reroute(now, p.msg, excluded, p.reroutes + 1);
+                }
+            }
+            Timer::Probe(id, nonce) => self.on_probe_timeout(now, id, nonce),
+            Timer::App(app, token) => {
+                self.with_app(app, |a, ctx| a.timer(ctx, token));
+            }
+        }
+    }
+
+    fn recent_failures(&mut self, now: Instant) -> Vec<NodeId> {
+        let ttl = self.cfg.failed_set_ttl;
+        while self.failed.front().is_some_and(|(_, at)| now.saturating_since(*at) > ttl) {
+            self.failed.pop_front();
+        }
+        self.failed.iter().map(|(id, _)| *id).collect()
+    }
+
+    fn recently_failed(&self, id: NodeId) -> bool {
+        self.failed.iter().any(|(f, at)| *f == id && self.now.saturating_since(*at) <= self.cfg.failed_set_ttl)
+    }
+
+    fn add_failed(&mut self, now: Instant, id: NodeId) {
+        self.failed.retain(|(f, _)| *f != id);
+        if self.cfg.failed_set_size == 0 {
+            return;
+        }
+        if self.failed.len() >= self.cfg.failed_set_size {
+            self.failed.pop_front();
+        }
+        self.failed.push_back((id, now));
+    }
+
+    // ---- internals: routing ----
+
+    fn originate(&mut self, now: Instant, req: RouteRequest<A>, request: u64) {
+        self.stats.routes_originated += 1;
+        let me = self.t.me;
+        let msg = RouteMsg {
+            hop_id: 0,
+            key: req.key,
+            origin: me,
+            request,
+            hops: 0,
+            trace: req.trace,
+            path: if req.trace { vec![me.id] } else { Vec::new() },
+            payload: RoutePayload::App { app: req.app, data: req.data },
+        };
+        match req.hint {
+            Some(h) if h.id != me.id => self.send_route(now, h, msg, Vec::new(), 0),
+            _ => self.reroute(now, msg, Vec::new(), 0),
+        }
+    }
+
+    fn on_route(&mut self, now: Instant, sender: NodeHandle<A>, mut m: RouteMsg<A>) {
+        if m.hop_id != 0 {
+            self.send(sender.addr, Body::RouteAck { hop_id: m.hop_id });
+        }
+        let joiner = match &m.payload {
+            RoutePayload::Join { joiner, .. } => Some(joiner.id),
+            RoutePayload::App { data, .. } => {
+                if data.len() > self.cfg.max_payload_bytes {
+                    self.stats.ignored += 1;
+                    return;
+                }
+                None
+            }
+        };
+        // A joiner's own request says nothing about its readiness to take keys.
+        self.heard_from(now, sender, joiner != Some(sender.id));
+        m.hops = m.hops.saturating_add(1);
+        if m.trace && m.path.len() < crate::codec::MAX_PATH {
+            m.path.push(self.t.me.id);
+        }
+        if m.hops > self.cfg.max_hops {
+            self.fail_route(&m, RouteFailure::TooManyHops);
+            return;
+        }
+        if joiner.is_some() {
+            self.add_join_rows(&mut m, sender.id);
+        }
+        self.reroute(now, m, Vec::new(), 0);
+    }
+
+    /// Decides and acts for a message this node holds: forward, deliver, or hold.
+    fn reroute(&mut self, now: Instant, mut m: RouteMsg<A>, excluded: Vec<NodeId>, reroutes: u8) {
+        if reroutes > self.cfg.max_reroutes {
+            self.fail_route(&m, RouteFailure::NoLiveNextHop);
+            return;
+        }
+        let joiner = match &m.payload {
+            RoutePayload::Join { joiner, .. } => Some(joiner.id),
+            RoutePayload::App { .. } => None,
+        };
+        let decision = self.t.decide(
+            m.key,
+            |id| Some(id) == joiner,
+            |id| excluded.contains(&id) || self.probes.get(&id).is_some_and(|p| p.flags & P_SUSPECT != 0),
+        );
+        match decision {
+            Decision::Forward { mut to, rare } => {
+                if reroutes == 0
+                    && let RoutePayload::App { app, data } = &mut m.payload
+                {
+                    let app = *app;
+                    let (key, origin, hops) = (m.key, m.origin, m.hops);
+                    let action = self.with_app(app, |a, ctx| {
+                        a.forward(ctx, Forward { key, origin, hops, data, next_hop: &mut to })
+                    });
+                    if action == Some(ForwardAction::Drop) {
+                        self.fail_route(&m, RouteFailure::DroppedByApplication);
+                        return;
+                    }
+                    if to.id == self.t.me.id {
+                        self.deliver(now, m, excluded, reroutes);
+                        return;
+                    }
+                }
+                if rare {
+                    self.stats.rare_cases += 1;
+                }
+                if m.origin.id != self.t.me.id && reroutes == 0 {
+                    self.stats.forwarded += 1;
+                }
+                self.send_route(now, to, m, excluded, reroutes);
+            }
+            Decision::Deliver => self.deliver(now, m, excluded, reroutes),
+            Decision::Hold(s) => self.hold(m, excluded, reroutes, Wait::Suspect(s)),
+        }
+    }
+
+    fn send_route(&mut self, now: Instant, to: NodeHandle<A>, mut m: RouteMsg<A>, excluded: Vec<NodeId>, reroutes: u8) {
+        if self.acks.len() >= self.cfg.max_pending_acks {
+            self.stats.acks_untracked += 1;
+            m.hop_id = 0;
+        } else {
+            let hop_id = self.fresh_id();
+            m.hop_id = hop_id;
+            let deadline = now + self.timeout_for(to.id);
+            self.acks.insert(hop_id, PendingHop { msg: m.clone(), next: to, sent_at: now, excluded, reroutes });
+            self.set_timer(deadline, Timer::Ack(hop_id));
+        }
+        self.send(to.addr, Body::Route(m));
+    }
+
+    fn on_route_ack(&mut self, now: Instant, sender: NodeHandle<A>, hop_id: u64) {
+        self.heard_from(now, sender, true);
+        if self.acks.get(&hop_id).is_some_and(|p| p.next.id == sender.id)
+            && let Some(p) = self.acks.remove(&hop_id)
+        {
+            let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
+            self.record_rtt(sender, us);
+        }
+    }
+
+    fn hold(&mut self, m: RouteMsg<A>, excluded: Vec<NodeId>, reroutes: u8, wait: Wait) {
+        if self.held.len() >= self.cfg.max_held_messages {
+            self.fail_route(&m, RouteFailure::HoldQueueFull);
+            return;
+        }
+        self.stats.held += 1;
+        self.held.push_back(Held { msg: m, excluded, reroutes, wait });
+    }
+
+    /// Re-decides every held message waiting on `wait`; `alive` lifts the suspicion.
+    fn release(&mut self, now: Instant, wait: Wait) {
+        if !self.held.iter().any(|h| h.wait == wait) {
+            return;
+        }
+        let (go, stay): (VecDeque<Held<A>>, VecDeque<Held<A>>) = self.held.drain(..).partition(|h| h.wait == wait);
+        self.held = stay;
+        for mut h in go {
+            if let Wait::Suspect(id) = wait {
+                // It answered or was removed: either way it need not be avoided any longer.
+                h.excluded.retain(|x| *x != id);
+            }
+            self.reroute(now, h.msg, h.excluded, h.reroutes);
+        }
+    }
+
+    fn fail_route(&mut self, m: &RouteMsg<A>, reason: RouteFailure) {
+        self.stats.route_failures += 1;
+        self.events.push_back(Event::RouteFailed { key: m.key, request: m.request, origin: m.origin, reason });
+    }
+
+    fn deliver(&mut self, now: Instant, m: RouteMsg<A>, excluded: Vec<NodeId>, reroutes: u8) {
+        if self.state != NodeState::Ready {
+            self.hold(m, excluded, reroutes, Wait::Ready);
+            return;
+        }
+        self.stats.delivered += 1;
+        match m.payload {
+            RoutePayload::App { app, data } => {
+                let d = Delivery {
+                    key: m.key,
+                    app,
+                    data,
+                    origin: m.origin,
+                    request: m.request,
+                    hops: m.hops,
+                    path: m.path,
+                };
+                let mut slot = Some(d);
+                let handled = self.with_app(app, |a, ctx| {
+                    if let Some(d) = slot.take() {
+                        a.deliver(ctx, d);
+                    }
+                });
+                if handled.is_none()
+                    && let Some(d) = slot
+                {
+                    self.events.push_back(Event::Delivered(d));
+                }
+            }
+            RoutePayload::Join { joiner, mut rows } => {
+                let l = self.t.me.id.shared_prefix_len(joiner.id, self.cfg.b);
+                for r in l..self.t.routing_table.rows() {
+                    Self::push_row(&self.t.routing_table, r, joiner.id, &mut rows);
+                }
+                let leaf_set = self.t.leaf_set.handles().into_iter().filter(|h| h.id != joiner.id).collect();
+                self.send(joiner.addr, Body::JoinReply { leaf_set, rows });
+                let _ = now;
+            }
+        }
+    }
+
+    fn push_row(rt: &RoutingTable<A>, row: usize, joiner: NodeId, rows: &mut Vec<NodeHandle<A>>) {
+        for e in rt.row(row).iter().flatten() {
+            if rows.len() >= JOIN_ROWS_MAX {
+                return;
+            }
+            if e.handle.id != joiner && !rows.iter().any(|h| h.id == e.handle.id) {
+                rows.push(e.handle);
+            }
+        }
+    }
+
+    /// A hop of a join route adds itself and its routing-table row for the joiner (the
+    /// first hop adds rows 0 up to that row, and its neighbourhood set).
+    fn add_join_rows(&mut self, m: &mut RouteMsg<A>, sender: NodeId) {
+        let RoutePayload::Join { joiner, rows } = &mut m.payload else { return };
+        let l = self.t.me.id.shared_prefix_len(joiner.id, self.cfg.b);
+        let first = sender == joiner.id;
+        let start = if first { 0 } else { l };
+        for r in start..=l.min(self.t.routing_table.rows().saturating_sub(1)) {
+            Self::push_row(&self.t.routing_table, r, joiner.id, rows);
+        }
+        if first {
+            for e in self.t.neighborhood.entries() {
+                if rows.len() < JOIN_ROWS_MAX && e.handle.id != joiner.id && !rows.iter().any(|h| h.id == e.handle.id) {
+                    rows.push(e.handle);
+                }
+            }
+        }
+        if rows.len() < JOIN_ROWS_MAX && !rows.iter().any(|h| h.id == self.t.me.id) {
+            rows.push(self.t.me);
+        }
+    }
+
+    // ---- internals: liveness ----
+
+    /// `sender` just talked to us, so it is alive: lift any suspicion, refresh the
+    /// heartbeat clock, and (if `may_insert`) take it into the leaf set if it belongs there.
+    fn heard_from(&mut self, now: Instant, sender: NodeHandle<A>, may_insert: bool) {
+        if let Some(p) = self.probes.get_mut(&sender.id)
+            && p.flags & P_SUSPECT != 0
+        {
+            p.flags &= !P_SUSPECT;
+            self.release(now, Wait::Suspect(sender.id));
+        }
+        self.failed.retain(|(f, _)| *f != sender.id);
+        if may_insert && self.t.leaf_set.would_accept(sender.id) {
+            let rtt = self.t.rtt(sender.id);
+            self.leaf_insert(now, sender, rtt);
+        }
+        if self.right == Some(sender.id) {
+            self.right_heard = now;
+        }
+    }
+
+    fn record_rtt(&mut self, h: NodeHandle<A>, us: u32) {
+        self.t.leaf_set.record_rtt(h.id, us);
+        if self.t.routing_table.find(h.id).is_some() {
+            self.t.routing_table.record_rtt(h.id, us);
+        } else {
+            self.t.routing_table.insert(h, Rtt::from_sample(us));
+        }
+        self.t.neighborhood.insert(h, us);
+    }
+
+    fn probe(&mut self, now: Instant, h: NodeHandle<A>, flags: u8) {
+        if h.id == self.t.me.id {
+            return;
+        }
+        if let Some(p) = self.probes.get_mut(&h.id) {
+            p.flags |= flags;
+            return;
+        }
+        let essential = flags & (P_SUSPECT | P_JOIN) != 0;
+        let cap = self.cfg.max_outstanding_probes * if essential { 2 } else { 1 };
+        if self.probes.len() >= cap {
+            return;
+        }
+        let nonce = self.fresh_id();
+        self.probes.insert(h.id, Probe { addr: h.addr, nonce, first_nonce: nonce, sent_at: now, tries: 0, flags });
+        self.send_probe(now, h, nonce, flags);
+    }
+
+    fn send_probe(&mut self, now: Instant, h: NodeHandle<A>, nonce: u64, flags: u8) {
+        self.stats.probes_sent += 1;
+        let joining = self.state == NodeState::Joining;
+        self.send(h.addr, Body::Probe { nonce, joining, want_leaf_set: flags & P_WANT_LS != 0 });
+        let tries = self.probes.get(&h.id).map_or(0, |p| p.tries);
+        let timeout = (self.timeout_for(h.id) * (1 << tries.min(4))).min(self.cfg.probe_timeout_max);
+        self.set_timer(now + timeout, Timer::Probe(h.id, nonce));
+    }
+
+    fn on_probe_reply(&mut self, now: Instant, sender: NodeHandle<A>, nonce: u64, leaf_set: Vec<NodeHandle<A>>) {
+        let Some(p) = self.probes.get(&sender.id).filter(|p| nonce >= p.first_nonce && nonce <= p.nonce).cloned() else {
+            self.heard_from(now, sender, true);
+            return;
+        };
+        self.probes.remove(&sender.id);
+        if p.flags & P_SUSPECT != 0 {
+            self.release(now, Wait::Suspect(sender.id));
+        }
+        if nonce == p.nonce {
+            let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
+            self.record_rtt(sender, us);
+        }
+        self.heard_from(now, sender, true);
+        if !leaf_set.is_empty() {
+            self.consider_leaves(now, &leaf_set);
+        }
+        if p.flags & P_JOIN != 0 {
+            self.join_probe_done(now, sender.id);
+        }
+    }
+
+    fn on_probe_timeout(&mut self, now: Instant, id: NodeId, nonce: u64) {
+        let Some(p) = self.probes.get_mut(&id) else { return };
+        if p.nonce != nonce {
+            return;
+        }
+        if p.tries < self.cfg.probe_retries {
+            p.tries += 1;
+            let nonce = self.next_id + 1;
+            self.next_id = nonce;
+            p.nonce = nonce;
+            p.sent_at = now;
+            let (h, flags) = (NodeHandle::new(id, p.addr), p.flags);
+            self.send_probe(now, h, nonce, flags);
+            return;
+        }
+        let Some(p) = self.probes.remove(&id) else { return };
+        self.remove_node(now, id, true);
+        if p.flags & P_JOIN != 0 {
+            self.join_probe_done(now, id);
+        }
+    }
+
+    /// Someone says `id` failed: suspect it if we use it, else remember it.
+    fn on_failure_notice(&mut self, now: Instant, id: NodeId) {
+        if id == self.t.me.id {
+            return;
+        }
+        if self.t.is_known(id) {
+            let addr = self.t.known().find(|h| h.id == id).map(|h| h.addr);
+            if let Some(addr) = addr {
+                self.probe(now, NodeHandle::new(id, addr), P_SUSPECT);
+            }
+        } else if !self.probes.contains_key(&id) {
+            self.add_failed(now, id);
+        }
+    }
+
+    /// Removes a node found dead (`dead`) or gone (`Leave`) from every table, tells the leaf
+    /// set when it was a member, and starts repair.
+    fn remove_node(&mut self, now: Instant, id: NodeId, dead: bool) {
+        let was_known = self.t.is_known(id);
+        self.add_failed(now, id);
+        let was_leaf = self.leaf_remove(now, id);
+        let rt_slot = self.t.routing_table.remove(id);
+        self.t.neighborhood.remove(id);
+        if let Some(p) = self.probes.remove(&id)
+            && p.flags & P_JOIN != 0
+        {
+            self.join_probe_done(now, id);
+        }
+        if was_known && dead {
+            self.stats.nodes_declared_dead += 1;
+        }
+        if was_leaf && dead && self.state == NodeState::Ready {
+            let leaf_set = self.t.leaf_set.handles();
+            for h in &leaf_set {
+                self.send(
+                    h.addr,
+                    Body::LeafSetUpdate { heartbeat: false, leaf_set: leaf_set.clone(), failed: vec![id] },
+                );
+            }
+        }
+        if was_leaf {
+            self.repair_leaf_set(now);
+        }
+        if let Some((row, _)) = rt_slot {
+            self.repair_row(row);
+        }
+        self.release(now, Wait::Suspect(id));
+    }
+
+    // ---- internals: leaf set ----
+
+    fn leaf_insert(&mut self, now: Instant, h: NodeHandle<A>, rtt: Rtt) {
+        let mut evicted = Vec::new();
+        if self.t.leaf_set.insert(h, rtt, &mut evicted) {
+            self.leaf_changed(h, true);
+            for e in evicted {
+                self.leaf_changed(e, false);
+            }
+            self.track_right(now);
+        }
+    }
+
+    fn leaf_remove(&mut self, now: Instant, id: NodeId) -> bool {
+        let Some(h) = self.t.leaf_set.get(id).map(|l| l.handle) else { return false };
+        self.t.leaf_set.remove(id);
+        self.leaf_changed(h, false);
+        self.track_right(now);
+        true
+    }
+
+    fn leaf_changed(&mut self, handle: NodeHandle<A>, joined: bool) {
+        self.events.push_back(Event::LeafSetChanged { handle, joined });
+        let ids: Vec<AppId> = self.apps.iter().map(|s| s.id).collect();
+        for app in ids {
+            self.with_app(app, |a, ctx| a.update(ctx, handle, joined));
+        }
+    }
+
+    /// Restarts the heartbeat clock when the right neighbour changes.
+    fn track_right(&mut self, now: Instant) {
+        let r = self.t.leaf_set.neighbor(Side::Right).map(|l| l.handle.id);
+        if r != self.right {
+            self.right = r;
+            self.right_heard = now;
+        }
+    }
+
+    /// Probes every node in `list` that would enter the leaf set.
+    fn consider_leaves(&mut self, now: Instant, list: &[NodeHandle<A>]) {
+        let joining = self.state == NodeState::Joining;
+        for h in list {
+            if h.id == self.t.me.id || self.t.leaf_set.contains(h.id) || self.recently_failed(h.id) {
+                continue;
+            }
+            if self.t.leaf_set.would_accept(h.id) {
+                let flags = if joining { P_JOIN | P_WANT_LS | P_RT } else { P_RT };
+                self.probe(now, *h, flags);
+                if joining
+                    && self.probes.contains_key(&h.id)
+                    && let Some(j) = self.join.as_mut()
+                    && let JoinPhase::Probing { pending } = &mut j.phase
+                {
+                    pending.insert(h.id);
+                }
+            }
+        }
+    }
+
+    /// Asks the farthest member of each short side for its leaf set.
+    fn repair_leaf_set(&mut self, now: Instant) {
+        if self.state == NodeState::Left || self.t.leaf_set.covers_ring() {
+            return;
+        }
+        let half = self.t.leaf_set.half();
+        for side in [Side::Left, Side::Right] {
+            if self.t.leaf_set.side(side).len() >= half {
+                continue;
+            }
+            let target = self.t.leaf_set.farthest(side).map(|l| l.handle).or_else(|| {
+                // Nothing left on that side: the nearest known node that way.
+                let me = self.t.me.id;
+                self.t
+                    .known()
+                    .filter(|h| self.t.leaf_set.side_of(h.id) == Some(side))
+                    .min_by_key(|h| me.distance(h.id))
+            });
+            if let Some(t) = target {
+                self.probe(now, t, P_WANT_LS);
+            }
+        }
+    }
+
+    // ---- internals: routing table ----
+
+    /// Lazy repair of a hole in `row`: ask another member of the row, else of the next row.
+    fn repair_row(&mut self, row: usize) {
+        let pick = |rt: &RoutingTable<A>, r: usize, rng: &mut Rng| -> Option<NodeHandle<A>> {
+            let members: Vec<NodeHandle<A>> = rt.row(r).iter().flatten().map(|e| e.handle).collect();
+            (!members.is_empty()).then(|| members[rng.below(members.len() as u64) as usize])
+        };
+        let target = pick(&self.t.routing_table, row, &mut self.rng)
+            .or_else(|| pick(&self.t.routing_table, row + 1, &mut self.rng));
+        if let Some(t) = target {
+            self.send(t.addr, Body::RowRequest { row: row as u8 });
+        }
+    }
+
+    fn rt_maintenance(&mut self, _now: Instant) {
+        let rows = self.t.routing_table.rows();
+        if rows == 0 {
+            return;
+        }
+        let row = self.rng.below(rows as u64) as usize;
+        self.repair_row(row);
+    }
+
+    /// Probes routing-table candidates: every one for an empty slot, and up to `budget`
+    /// that might be nearer than a slot's occupant.
+    fn consider_rt_candidates(&mut self, now: Instant, list: &[NodeHandle<A>], budget: usize) {
+        let mut budget = budget;
+        for h in list {
+            if h.id == self.t.me.id || self.recently_failed(h.id) || self.probes.contains_key(&h.id) {
+                continue;
+            }
+            let Some((row, col)) = self.t.routing_table.slot(h.id) else { continue };
+            match self.t.routing_table.get(row, col) {
+                None => self.probe(now, *h, P_RT),
+                Some(e) if e.handle.id != h.id && budget > 0 => {
+                    budget -= 1;
+                    self.probe(now, *h, P_RT);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    // ---- internals: join ----
+
+    fn send_join_request(&mut self, now: Instant, attempt: u32) {
+        let Some(j) = &self.join else { return };
+        let to = j.bootstraps[attempt as usize % j.bootstraps.len()];
+        let me = self.t.me;
+        let msg = RouteMsg {
+            hop_id: 0,
+            key: me.id,
+            origin: me,
+            request: 0,
+            hops: 0,
+            trace: false,
+            path: Vec::new(),
+            payload: RoutePayload::Join { joiner: me, rows: Vec::new() },
+        };
+        self.send(to, Body::Route(msg));
+        self.set_timer(now + self.cfg.join_timeout, Timer::Join(attempt));
+    }
+
+    fn on_join_timeout(&mut self, now: Instant, attempt: u32) {
+        let Some(j) = &mut self.join else { return };
+        let JoinPhase::AwaitReply { attempt: current } = j.phase else { return };
+        if current != attempt {
+            return;
+        }
+        if attempt + 1 >= self.cfg.join_attempts {
+            self.shut_down();
+            self.events.push_back(Event::JoinFailed);
+            return;
+        }
+        j.phase = JoinPhase::AwaitReply { attempt: attempt + 1 };
+        self.send_join_request(now, attempt + 1);
+    }
+
+    fn on_join_reply(&mut self, now: Instant, sender: NodeHandle<A>, leaf_set: Vec<NodeHandle<A>>, rows: Vec<NodeHandle<A>>) {
+        let awaiting = self.join.as_ref().is_some_and(|j| matches!(j.phase, JoinPhase::AwaitReply { .. }));
+        if !awaiting {
+            self.stats.ignored += 1;
+            return;
+        }
+        if let Some(j) = self.join.as_mut() {
+            j.phase = JoinPhase::Probing { pending: BTreeSet::new() };
+        }
+        let mut leaves = vec![sender];
+        leaves.extend(leaf_set);
+        self.consider_leaves(now, &leaves);
+        self.consider_rt_candidates(now, &rows, usize::MAX);
+        self.maybe_join_done(now);
+    }
+
+    fn join_probe_done(&mut self, now: Instant, id: NodeId) {
+        if let Some(j) = self.join.as_mut()
+            && let JoinPhase::Probing { pending } = &mut j.phase
+        {
+            pending.remove(&id);
+        }
+        self.maybe_join_done(now);
+    }
+
+    fn maybe_join_done(&mut self, now: Instant) {
+        let done = self
+            .join
+            .as_ref()
+            .is_some_and(|j| matches!(&j.phase, JoinPhase::Probing { pending } if pending.is_empty()));
+        if done && self.state == NodeState::Joining {
+            self.join = None;
+            self.become_ready(now);
+        }
+    }
+
+    fn become_ready(&mut self, now: Instant) {
+        self.state = NodeState::Ready;
+        self.events.push_back(Event::Ready);
+        if self.cfg.announce {
+            let targets: Vec<(NodeHandle<A>, u32)> = self
+                .t
+                .routing_table
+                .entries()
+                .filter(|e| e.rtt.is_known())
+                .map(|e| (e.handle, e.rtt.srtt_us))
+                .collect();
+            for (h, rtt_us) in targets {
+                self.send(h.addr, Body::Announce { rtt_us });
+            }
+        }
+        self.track_right(now);
+        let hb = self.jitter(self.cfg.heartbeat_interval, 0.0);
+        self.set_timer(now + hb, Timer::Heartbeat);
+        self.set_timer(now + self.cfg.heartbeat_timeout, Timer::HeartbeatCheck);
+        let rt = self.jitter(self.cfg.rt_maintenance_interval, 0.0);
+        self.set_timer(now + rt, Timer::RtMaintenance);
+        self.release(now, Wait::Ready);
+    }
+
+    // ---- internals: applications ----
+
+    /// Calls `f` on application `app` with a context; `None` when no such application.
+    fn with_app<R>(
+        &mut self,
+        app: AppId,
+        f: impl FnOnce(&mut dyn Application<A>, &mut AppContext<'_, A>) -> R,
+    ) -> Option<R> {
+        let idx = self.apps.iter().position(|s| s.id == app)?;
+        let mut commands = Vec::new();
+        let r = {
+            let slot = &mut self.apps[idx];
+            let mut ctx = AppContext {
+                tables: &self.t,
+                app,
+                now: self.now,
+                next_request: &mut self.next_request,
+                commands: &mut commands,
+            };
+            f(slot.app.as_mut(), &mut ctx)
+        };
+        for c in commands {
+            self.run_app_command(app, c);
+        }
+        Some(r)
+    }
+
+    fn run_app_command(&mut self, app: AppId, c: AppCommand<A>) {
+        let now = self.now;
+        match c {
+            AppCommand::Route { key, data, hint, request } => {
+                if self.check_route(&data).is_ok() {
+                    self.originate(now, RouteRequest { key, app, data, hint, trace: false }, request);
+                }
+            }
+            AppCommand::Direct { to, data } => {
+                if self.check_route(&data).is_ok() {
+                    self.send(to.addr, Body::Direct { app, data });
+                }
+            }
+            AppCommand::Timer { at, token } => self.set_timer(at, Timer::App(app, token)),
+            AppCommand::Notify(value) => self.events.push_back(Event::Application { app, value }),
+        }
+    }
+}
+
+/// Routing-table candidates a join request carries at most.
+const JOIN_ROWS_MAX: usize = 512;

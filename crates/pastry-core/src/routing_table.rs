@@ -1,0 +1,240 @@
+//! The routing table: row `r` holds, for each digit value `d`, one node sharing the first `r`
+//! digits with this node and having `d` as digit `r`: the nearest such node by measured RTT
+//! (proximity neighbour selection).
+//!
+//! Rows are allocated only up to the deepest populated one, so a node in a ring of N holds
+//! about log_{2^b} N rows of 2^b slots, not 128 / b of them.
+
+use crate::rtt::Rtt;
+use crate::{NodeHandle, NodeId};
+
+/// A routing-table entry: a node and how near it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<A> {
+    /// The node.
+    pub handle: NodeHandle<A>,
+    /// Measured round-trip time; unknown sorts after every measured one.
+    pub rtt: Rtt,
+}
+
+/// What [`RoutingTable::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted<A> {
+    /// The slot was empty.
+    New,
+    /// The node was already there; its address and RTT were refreshed.
+    Refreshed,
+    /// The node replaced a farther one, returned.
+    Replaced(NodeHandle<A>),
+    /// The slot holds a nearer node (or the id is our own).
+    Rejected,
+}
+
+/// The routing table of one node.
+#[derive(Debug, Clone)]
+pub struct RoutingTable<A> {
+    own: NodeId,
+    b: u8,
+    rows: Vec<Box<[Option<Entry<A>>]>>,
+}
+
+impl<A: Copy + PartialEq> RoutingTable<A> {
+    /// An empty table for node `own` with digits of `b` bits.
+    pub fn new(own: NodeId, b: u8) -> Self {
+        RoutingTable { own, b, rows: Vec::new() }
+    }
+
+    /// Digits of how many bits.
+    pub fn b(&self) -> u8 {
+        self.b
+    }
+
+    /// Slots per row: 2^b.
+    pub fn columns(&self) -> usize {
+        1 << self.b
+    }
+
+    /// Number of rows the table can have: `ceil(128 / b)`.
+    pub fn max_rows(&self) -> usize {
+        NodeId::digits(self.b)
+    }
+
+    /// Rows currently allocated (the deepest populated row + 1, or a little more).
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The slot `(row, column)` where `id` belongs; `None` for our own id.
+    pub fn slot(&self, id: NodeId) -> Option<(usize, usize)> {
+        if id == self.own {
+            return None;
+        }
+        let row = self.own.shared_prefix_len(id, self.b);
+        Some((row, id.digit(row, self.b) as usize))
+    }
+
+    /// The entry at `(row, column)`.
+    pub fn get(&self, row: usize, col: usize) -> Option<&Entry<A>> {
+        self.rows.get(row)?.get(col)?.as_ref()
+    }
+
+    /// One row's slots (empty slice for rows never allocated).
+    pub fn row(&self, row: usize) -> &[Option<Entry<A>>] {
+        self.rows.get(row).map_or(&[], |r| r)
+    }
+
+    /// The entry for the next hop towards `key`: the slot sharing one more digit with it.
+    pub fn next_hop(&self, key: NodeId) -> Option<&Entry<A>> {
+        let (row, col) = self.slot(key)?;
+        self.get(row, col)
+    }
+
+    /// The entry holding `id`, if any.
+    pub fn find(&self, id: NodeId) -> Option<&Entry<A>> {
+        let (row, col) = self.slot(id)?;
+        self.get(row, col).filter(|e| e.handle.id == id)
+    }
+
+    /// Offers a node with its RTT estimate: it takes an empty slot, refreshes itself, or
+    /// replaces an occupant with a larger (or unknown) RTT.
+    pub fn insert(&mut self, handle: NodeHandle<A>, rtt: Rtt) -> Inserted<A> {
+        let Some((row, col)) = self.slot(handle.id) else { return Inserted::Rejected };
+        let cols = self.columns();
+        while self.rows.len() <= row {
+            self.rows.push(vec![None; cols].into_boxed_slice());
+        }
+        let slot = &mut self.rows[row][col];
+        match slot {
+            None => {
+                *slot = Some(Entry { handle, rtt });
+                Inserted::New
+            }
+            Some(e) if e.handle.id == handle.id => {
+                e.handle = handle;
+                if rtt.is_known() {
+                    e.rtt = rtt;
+                }
+                Inserted::Refreshed
+            }
+            Some(e) if rtt.proximity() < e.rtt.proximity() => {
+                let old = e.handle;
+                *e = Entry { handle, rtt };
+                Inserted::Replaced(old)
+            }
+            Some(_) => Inserted::Rejected,
+        }
+    }
+
+    /// True when `insert` would put this node in (empty slot or nearer than the occupant).
+    pub fn would_accept(&self, id: NodeId, rtt: Rtt) -> bool {
+        match self.slot(id) {
+            None => false,
+            Some((row, col)) => match self.get(row, col) {
+                None => true,
+                Some(e) => e.handle.id != id && rtt.proximity() < e.rtt.proximity(),
+            },
+        }
+    }
+
+    /// Folds an RTT sample into the entry for `id`, if present.
+    pub fn record_rtt(&mut self, id: NodeId, rtt_us: u32) {
+        if let Some((row, col)) = self.slot(id)
+            && let Some(Some(e)) = self.rows.get_mut(row).and_then(|r| r.get_mut(col))
+            && e.handle.id == id
+        {
+            e.rtt.update(rtt_us);
+        }
+    }
+
+    /// Removes `id`; returns its slot if it was present.
+    pub fn remove(&mut self, id: NodeId) -> Option<(usize, usize)> {
+        let (row, col) = self.slot(id)?;
+        let slot = self.rows.get_mut(row)?.get_mut(col)?;
+        if slot.is_some_and(|e| e.handle.id == id) {
+            *slot = None;
+            while self.rows.last().is_some_and(|r| r.iter().all(Option::is_none)) {
+                self.rows.pop();
+            }
+            return Some((row, col));
+        }
+        None
+    }
+
+    /// Every entry, row by row.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry<A>> + '_ {
+        self.rows.iter().flat_map(|r| r.iter().flatten())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries().count()
+    }
+
+    /// True when the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn h(v: u128) -> NodeHandle<u32> {
+        NodeHandle::new(NodeId::from_u128(v), v as u32)
+    }
+
+    #[test]
+    fn slots_and_replacement() {
+        let own = NodeId::from_u128(0x1234 << 112);
+        let mut rt = RoutingTable::new(own, 4);
+        let far = 0x5000u128 << 112;
+        assert_eq!(rt.slot(NodeId::from_u128(far)), Some((0, 5)));
+        assert_eq!(rt.insert(h(far), Rtt::from_sample(900)), Inserted::New);
+        assert_eq!(rt.insert(h(far + 1), Rtt::from_sample(1000)), Inserted::Rejected);
+        assert_eq!(rt.insert(h(far + 2), Rtt::from_sample(100)), Inserted::Replaced(h(far)));
+        assert_eq!(rt.insert(h(far + 2), Rtt::UNKNOWN), Inserted::Refreshed);
+        assert_eq!(rt.get(0, 5).unwrap().rtt.srtt_us, 100);
+        let deep = 0x1235u128 << 112;
+        assert_eq!(rt.insert(h(deep), Rtt::UNKNOWN), Inserted::New);
+        assert_eq!(rt.rows(), 4);
+        assert_eq!(rt.next_hop(NodeId::from_u128(0x1235_7777 << 96)).map(|e| e.handle), Some(h(deep)));
+        assert_eq!(rt.remove(NodeId::from_u128(deep)), Some((3, 5)));
+        assert_eq!(rt.rows(), 1, "empty trailing rows are freed");
+        assert_eq!(rt.insert(NodeHandle::new(own, 0), Rtt::UNKNOWN), Inserted::Rejected);
+    }
+
+    proptest! {
+        /// Against a brute-force model: each slot holds the lowest-RTT node offered for it
+        /// (first offered wins ties), and every entry satisfies the prefix invariant.
+        #[test]
+        fn matches_model(own: u128, b in 1u8..=8,
+                         offers in proptest::collection::vec((any::<u128>(), 1u32..1000), 0..60)) {
+            let o = NodeId::from_u128(own);
+            let mut rt = RoutingTable::new(o, b);
+            let mut model: BTreeMap<(usize, usize), (u128, u32)> = BTreeMap::new();
+            for &(id, rtt) in &offers {
+                // Make prefixes long enough to matter: share a random-length prefix with own.
+                let keep = (id % 24) as u32 * 4;
+                let id = if keep == 0 { id } else { (own & (!0u128 << (128 - keep))) | (id & (!0u128 >> keep)) };
+                let n = NodeId::from_u128(id);
+                rt.insert(h(id), Rtt::from_sample(rtt));
+                if id == own { continue; }
+                let row = o.shared_prefix_len(n, b);
+                let col = n.digit(row, b) as usize;
+                let e = model.entry((row, col)).or_insert((id, rtt));
+                if e.0 == id { e.1 = rtt; } else if rtt < e.1 { *e = (id, rtt); }
+            }
+            prop_assert_eq!(rt.len(), model.len());
+            for (&(row, col), &(id, rtt)) in &model {
+                let e = rt.get(row, col).unwrap();
+                prop_assert_eq!(e.handle.id.as_u128(), id);
+                prop_assert_eq!(e.rtt.srtt_us, rtt);
+                prop_assert_eq!(o.shared_prefix_len(e.handle.id, b), row);
+                prop_assert_eq!(e.handle.id.digit(row, b) as usize, col);
+            }
+        }
+    }
+}

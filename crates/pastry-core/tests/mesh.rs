@@ -1,0 +1,218 @@
+//! Ring-level behaviour on the in-memory `Mesh`: joins, delivery at the numerically closest
+//! live node, leaf-set convergence, crashes and repair, rerouting around a dead next hop.
+//! Every test runs several seeds and names the failing one.
+
+use std::time::Duration;
+
+use pastry_core::mesh::Mesh;
+use pastry_core::{Config, NodeId};
+
+const SEEDS: [u64; 3] = [1, 2, 3];
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Runs `f` for every seed; a failure names its seed.
+fn for_seeds(f: impl Fn(u64) -> Result<(), String>) {
+    let mut failed = Vec::new();
+    for seed in SEEDS {
+        if let Err(e) = f(seed) {
+            eprintln!("FAILED with seed {seed}: {e}");
+            failed.push(seed);
+        }
+    }
+    assert!(failed.is_empty(), "failing seeds: {failed:?} (see stderr)");
+}
+
+/// Routes `n` lookups from random live ready nodes to random keys, lets them finish, and
+/// checks each was delivered exactly once, at the closest live node.
+fn lookups(m: &mut Mesh, n: usize) -> Result<(), String> {
+    let start = m.deliveries.len();
+    let fails = m.failures.len();
+    let mut sent = Vec::new();
+    for _ in 0..n {
+        let from = m.random_live_ready().ok_or("no ready node")?;
+        let key = m.random_id();
+        sent.push((m.route(from, key, b"x"), m.id(from), key));
+    }
+    m.run_for(secs(20));
+    let got = &m.deliveries[start..];
+    if m.failures.len() != fails {
+        return Err(format!("{} route failures: {:?}", m.failures.len() - fails, &m.failures[fails..]));
+    }
+    for (req, origin, key) in &sent {
+        let ds: Vec<_> = got.iter().filter(|d| d.delivery.request == *req && d.delivery.origin.id == *origin).collect();
+        if ds.len() != 1 {
+            return Err(format!("lookup of {key:?} delivered {} times", ds.len()));
+        }
+        let d = ds[0];
+        if d.at != d.expected {
+            return Err(format!("{key:?} delivered at node {} but closest live is {}", d.at, d.expected));
+        }
+    }
+    Ok(())
+}
+
+fn no_violations(m: &Mesh) -> Result<(), String> {
+    let v = m.violations();
+    if v.is_empty() { Ok(()) } else { Err(format!("{} deliveries at a wrong node, first {:?}", v.len(), v[0])) }
+}
+
+#[test]
+fn serial_joins_converge_and_route_correctly() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(60, secs(1));
+        m.run_for(secs(30));
+        m.check_leaf_sets()?;
+        lookups(&mut m, 300)?;
+        no_violations(&m)
+    });
+}
+
+#[test]
+fn a_few_hundred_nodes() {
+    let mut m = Mesh::new(Config::default(), 42);
+    m.build_ring(300, Duration::from_millis(300));
+    m.run_for(secs(30));
+    m.check_leaf_sets().unwrap();
+    lookups(&mut m, 1000).unwrap();
+    no_violations(&m).unwrap();
+    // Prefix routing: mean hops is about log_16(300) ~ 2.
+    let hops: Vec<u8> = m.deliveries.iter().map(|d| d.delivery.hops).collect();
+    let mean = hops.iter().map(|&h| f64::from(h)).sum::<f64>() / hops.len() as f64;
+    assert!(mean < 3.0, "mean hops {mean}");
+    assert!(hops.iter().all(|&h| h <= 5), "max hops {:?}", hops.iter().max());
+}
+
+#[test]
+fn many_concurrent_joins() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(10, secs(1));
+        m.run_for(secs(10));
+        // 90 nodes join in the same instant through random members of the small ring.
+        let ready = m.live_ready();
+        for k in 0..90 {
+            let i = m.add_node();
+            m.join(i, ready[k % ready.len()]);
+        }
+        m.run_for(secs(60));
+        if !m.join_failures.is_empty() {
+            return Err(format!("{} joins failed", m.join_failures.len()));
+        }
+        m.check_leaf_sets()?;
+        lookups(&mut m, 300)?;
+        no_violations(&m)
+    });
+}
+
+#[test]
+fn lookups_during_concurrent_joins_are_consistent() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(30, secs(1));
+        m.run_for(secs(10));
+        let ready = m.live_ready();
+        for k in 0..40 {
+            let i = m.add_node();
+            m.join(i, ready[k % ready.len()]);
+            // Lookups race the joins.
+            for _ in 0..5 {
+                let from = m.random_live_ready().unwrap();
+                let key = m.random_id();
+                m.route(from, key, b"x");
+            }
+            m.run_for(Duration::from_millis(50));
+        }
+        m.run_for(secs(30));
+        no_violations(&m)?;
+        m.check_leaf_sets()
+    });
+}
+
+#[test]
+fn crash_of_one_node_is_repaired() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(50, secs(1));
+        m.run_for(secs(30));
+        let victim = m.random_live_ready().unwrap();
+        m.crash(victim);
+        m.run_for(secs(30));
+        m.check_leaf_sets()?;
+        lookups(&mut m, 200)?;
+        no_violations(&m)
+    });
+}
+
+#[test]
+fn crash_of_a_whole_leaf_set_side_is_repaired() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(80, Duration::from_millis(500));
+        m.run_for(secs(30));
+        // Kill the |L|/2 nodes clockwise of some node: its whole right side at once.
+        let mut ids: Vec<(NodeId, u32)> = m.live().into_iter().map(|i| (m.id(i), i)).collect();
+        ids.sort();
+        let half = m.cfg.leaf_set_size / 2;
+        for k in 1..=half {
+            m.crash(ids[(10 + k) % ids.len()].1);
+        }
+        m.run_for(secs(60));
+        m.check_leaf_sets()?;
+        lookups(&mut m, 200)?;
+        no_violations(&m)
+    });
+}
+
+#[test]
+fn message_to_a_dead_next_hop_is_rerouted() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(60, secs(1));
+        m.run_for(secs(30));
+        let victim = m.random_live_ready().unwrap();
+        let vid = m.id(victim);
+        m.crash(victim);
+        // Right away, before heartbeats notice: keys the victim owned, from every node.
+        let start = m.deliveries.len();
+        let reroutes_before: u64 = m.nodes.iter().map(|n| n.stats().reroutes).sum();
+        let mut sent = 0;
+        for from in m.live_ready() {
+            m.route(from, vid, b"x");
+            sent += 1;
+        }
+        m.run_for(secs(20));
+        let got = &m.deliveries[start..];
+        if got.len() != sent {
+            return Err(format!("{} of {sent} delivered", got.len()));
+        }
+        if let Some(d) = got.iter().find(|d| d.at != d.expected) {
+            return Err(format!("delivered at {} not {}", d.at, d.expected));
+        }
+        let reroutes: u64 = m.nodes.iter().map(|n| n.stats().reroutes).sum::<u64>() - reroutes_before;
+        if reroutes == 0 {
+            return Err("no message was rerouted".into());
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn graceful_leave_hands_over_keys() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(40, secs(1));
+        m.run_for(secs(20));
+        for _ in 0..5 {
+            let v = m.random_live_ready().unwrap();
+            m.leave(v);
+        }
+        m.run_for(secs(5));
+        m.check_leaf_sets()?;
+        lookups(&mut m, 200)?;
+        no_violations(&m)
+    });
+}
