@@ -84,9 +84,20 @@ pub trait Application<A: Address>: Send + 'static {
 /// What an upcall asked the node to do.
 #[derive(Debug)]
 pub(crate) enum AppCommand<A> {
-    Route { key: NodeId, data: Bytes, hint: Option<NodeHandle<A>>, request: u64 },
-    Direct { to: NodeHandle<A>, data: Bytes },
-    Timer { at: Instant, token: u64 },
+    Route {
+        key: NodeId,
+        data: Bytes,
+        hint: Option<NodeHandle<A>>,
+        request: u64,
+    },
+    Direct {
+        to: NodeHandle<A>,
+        data: Bytes,
+    },
+    Timer {
+        at: Instant,
+        token: u64,
+    },
     Notify(Box<dyn Any + Send>),
 }
 
@@ -101,7 +112,10 @@ pub struct AppContext<'a, A> {
 
 impl<A> fmt::Debug for AppContext<'_, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppContext").field("app", &self.app).field("now", &self.now).finish()
+        f.debug_struct("AppContext")
+            .field("app", &self.app)
+            .field("now", &self.now)
+            .finish()
     }
 }
 
@@ -127,7 +141,12 @@ impl<A: Address> AppContext<'_, A> {
     pub fn route(&mut self, key: NodeId, data: Bytes, hint: Option<NodeHandle<A>>) -> u64 {
         *self.next_request += 1;
         let request = *self.next_request;
-        self.commands.push(AppCommand::Route { key, data, hint, request });
+        self.commands.push(AppCommand::Route {
+            key,
+            data,
+            hint,
+            request,
+        });
         request
     }
 
@@ -138,7 +157,10 @@ impl<A: Address> AppContext<'_, A> {
 
     /// Calls this application's `timer(token)` after `delay`.
     pub fn set_timer(&mut self, delay: Duration, token: u64) {
-        self.commands.push(AppCommand::Timer { at: self.now + delay, token });
+        self.commands.push(AppCommand::Timer {
+            at: self.now + delay,
+            token,
+        });
     }
 
     /// Hands a value to the host as [`crate::Event::Application`].

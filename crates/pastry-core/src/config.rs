@@ -134,7 +134,10 @@ impl Config {
         if !(1..=8).contains(&self.b) {
             return err("b", "must be in 1..=8");
         }
-        if self.leaf_set_size < 2 || self.leaf_set_size > 64 || self.leaf_set_size % 2 != 0 {
+        if self.leaf_set_size < 2
+            || self.leaf_set_size > 64
+            || !self.leaf_set_size.is_multiple_of(2)
+        {
             return err("leaf_set_size", "must be even and in 2..=64");
         }
         if self.neighborhood_size > 256 {
@@ -147,7 +150,10 @@ impl Config {
             return err("heartbeat_timeout", "must exceed heartbeat_interval");
         }
         if self.probe_timeout_min.is_zero() || self.probe_timeout_min > self.probe_timeout_max {
-            return err("probe_timeout_min", "must be positive and at most probe_timeout_max");
+            return err(
+                "probe_timeout_min",
+                "must be positive and at most probe_timeout_max",
+            );
         }
         if self.probe_retries > 10 {
             return err("probe_retries", "must be at most 10");
@@ -162,10 +168,16 @@ impl Config {
             return err("max_hops", "must be at least 8");
         }
         if self.max_payload_bytes > crate::codec::MAX_FRAME_LEN - 64 * 1024 {
-            return err("max_payload_bytes", "must leave 64 KiB of the 4 MiB frame for headers");
+            return err(
+                "max_payload_bytes",
+                "must leave 64 KiB of the 4 MiB frame for headers",
+            );
         }
         if self.join_timeout.is_zero() || self.join_attempts == 0 {
-            return err("join_timeout", "join_timeout and join_attempts must be positive");
+            return err(
+                "join_timeout",
+                "join_timeout and join_attempts must be positive",
+            );
         }
         if self.rt_maintenance_interval.is_zero() {
             return err("rt_maintenance_interval", "must be positive");
@@ -184,11 +196,20 @@ mod tests {
     #[test]
     fn default_is_valid_and_bad_values_are_named() {
         assert_eq!(Config::default().validate(), Ok(()));
-        let bad = Config { b: 9, ..Config::default() };
+        let bad = Config {
+            b: 9,
+            ..Config::default()
+        };
         assert_eq!(bad.validate().unwrap_err().field(), "b");
-        let bad = Config { leaf_set_size: 15, ..Config::default() };
+        let bad = Config {
+            leaf_set_size: 15,
+            ..Config::default()
+        };
         assert_eq!(bad.validate().unwrap_err().field(), "leaf_set_size");
-        let bad = Config { heartbeat_timeout: Duration::from_secs(1), ..Config::default() };
+        let bad = Config {
+            heartbeat_timeout: Duration::from_secs(1),
+            ..Config::default()
+        };
         let e = bad.validate().unwrap_err();
         assert_eq!(e.field(), "heartbeat_timeout");
         assert!(e.to_string().contains("heartbeat_interval"));

@@ -71,7 +71,10 @@ impl NodeId {
     /// # Panics
     /// When `b` is not in 1..=8 or `i >= digits(b)`; callers pass validated config.
     pub fn digit(self, i: usize, b: u8) -> u8 {
-        assert!((1..=8).contains(&b) && i < Self::digits(b), "digit index out of range");
+        assert!(
+            (1..=8).contains(&b) && i < Self::digits(b),
+            "digit index out of range"
+        );
         let b = b as u32;
         let start = i as u32 * b; // bit offset from the top
         let width = b.min(ID_BITS - start);
@@ -95,7 +98,11 @@ impl NodeId {
         let start = i as u32 * b;
         let width = b.min(ID_BITS - start);
         let low = ID_BITS - start - width;
-        let keep = if start == 0 { 0 } else { self.as_u128() & (!0u128 << (ID_BITS - start)) };
+        let keep = if start == 0 {
+            0
+        } else {
+            self.as_u128() & (!0u128 << (ID_BITS - start))
+        };
         NodeId::from_u128(keep | ((d as u128 & ((1u128 << width) - 1)) << low))
     }
 
@@ -121,7 +128,11 @@ impl NodeId {
         da.cmp(&db).then_with(|| {
             // Equal distance, distinct ids: exactly one of them is clockwise of the key.
             let a_cw = self.cw_distance(a) == da;
-            if a_cw { Ordering::Less } else { Ordering::Greater }
+            if a_cw {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
         })
     }
 

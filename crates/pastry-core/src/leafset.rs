@@ -38,7 +38,12 @@ pub struct LeafSet<A> {
 impl<A: Copy + PartialEq> LeafSet<A> {
     /// An empty leaf set for node `own` with `half` members a side (|L| / 2).
     pub fn new(own: NodeId, half: usize) -> Self {
-        LeafSet { own, half, left: Vec::new(), right: Vec::new() }
+        LeafSet {
+            own,
+            half,
+            left: Vec::new(),
+            right: Vec::new(),
+        }
     }
 
     /// The owner's id.
@@ -95,7 +100,12 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// Adds a live node. Returns whether it became a member, and appends to `evicted` the
     /// members pushed out of the leaf set altogether by it.
-    pub fn insert(&mut self, handle: NodeHandle<A>, rtt: Rtt, evicted: &mut Vec<NodeHandle<A>>) -> bool {
+    pub fn insert(
+        &mut self,
+        handle: NodeHandle<A>,
+        rtt: Rtt,
+        evicted: &mut Vec<NodeHandle<A>>,
+    ) -> bool {
         let mut added = false;
         let mut pushed = Vec::new();
         for side in [Side::Left, Side::Right] {
@@ -132,7 +142,10 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// The member with this id.
     pub fn get(&self, id: NodeId) -> Option<&Leaf<A>> {
-        self.left.iter().chain(&self.right).find(|l| l.handle.id == id)
+        self.left
+            .iter()
+            .chain(&self.right)
+            .find(|l| l.handle.id == id)
     }
 
     /// Folds an RTT sample into the member's estimate (on both sides when it is on both).
@@ -147,7 +160,11 @@ impl<A: Copy + PartialEq> LeafSet<A> {
     /// Distinct members: left side nearest first, then right-only members nearest first.
     pub fn members(&self) -> impl Iterator<Item = &Leaf<A>> + '_ {
         let left = &self.left;
-        left.iter().chain(self.right.iter().filter(move |r| !left.iter().any(|l| l.handle.id == r.handle.id)))
+        left.iter().chain(
+            self.right
+                .iter()
+                .filter(move |r| !left.iter().any(|l| l.handle.id == r.handle.id)),
+        )
     }
 
     /// Distinct member handles, as [`LeafSet::members`].
@@ -180,7 +197,11 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         match (self.left.last(), self.right.last()) {
             (None, None) => true,
             (Some(l), Some(r)) => {
-                let span = l.handle.id.cw_distance(self.own).checked_add(self.own.cw_distance(r.handle.id));
+                let span = l
+                    .handle
+                    .id
+                    .cw_distance(self.own)
+                    .checked_add(self.own.cw_distance(r.handle.id));
                 // A span of 2^128 or more (overflow) means the arcs meet or overlap.
                 span.is_none()
             }
@@ -201,7 +222,11 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// The member or owner (`None`) numerically closest to `key`, skipping members for which
     /// `skip` is true.
-    pub fn closest(&self, key: NodeId, mut skip: impl FnMut(NodeId) -> bool) -> Option<NodeHandle<A>> {
+    pub fn closest(
+        &self,
+        key: NodeId,
+        mut skip: impl FnMut(NodeId) -> bool,
+    ) -> Option<NodeHandle<A>> {
         let mut best: Option<NodeHandle<A>> = None;
         let mut best_id = self.own;
         for l in self.left.iter().chain(&self.right) {
@@ -226,7 +251,11 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         if id == self.own {
             return None;
         }
-        Some(if self.own.cw_distance(id) <= id.cw_distance(self.own) { Side::Right } else { Side::Left })
+        Some(if self.own.cw_distance(id) <= id.cw_distance(self.own) {
+            Side::Right
+        } else {
+            Side::Left
+        })
     }
 }
 
@@ -273,7 +302,11 @@ mod tests {
         assert_eq!(ids_of(ls.side(Side::Left)), vec![300, 200]);
         assert!(ls.covers_ring());
         assert_eq!(ls.len(), 2);
-        assert_eq!(ls.closest(NodeId::from_u128(290), |_| false).map(|x| x.id.as_u128()), Some(300));
+        assert_eq!(
+            ls.closest(NodeId::from_u128(290), |_| false)
+                .map(|x| x.id.as_u128()),
+            Some(300)
+        );
         assert_eq!(ls.closest(NodeId::from_u128(120), |_| false), None);
     }
 
@@ -299,7 +332,10 @@ mod tests {
     fn replica_set_orders_by_closeness() {
         let ls = build(1000, 4, &[900, 800, 1100, 1200]);
         let r = ls.replica_set(NodeId::from_u128(1090), 3);
-        let got: Vec<u128> = r.iter().map(|x| x.map_or(1000, |h| h.id.as_u128())).collect();
+        let got: Vec<u128> = r
+            .iter()
+            .map(|x| x.map_or(1000, |h| h.id.as_u128()))
+            .collect();
         assert_eq!(got, vec![1100, 1000, 1200]);
     }
 

@@ -95,5 +95,8 @@ pub use config::{Config, ConfigError};
 pub use handle::{Address, NodeHandle};
 pub use id::NodeId;
 pub use message::{AppId, Body, Message, MessageKind};
-pub use node::{Decision, Event, Node, NodeState, RequestId, RouteError, RouteFailure, RouteRequest, Stats, Transmit};
+pub use node::{
+    Decision, Event, Node, NodeState, RequestId, RouteError, RouteFailure, RouteRequest, Stats,
+    Transmit,
+};
 pub use time::Instant;

@@ -34,7 +34,11 @@ pub struct Delivered {
 }
 
 enum Item {
-    Packet { to: u32, from: u32, msg: Message<u32> },
+    Packet {
+        to: u32,
+        from: u32,
+        msg: Message<u32>,
+    },
     Wake(u32),
 }
 
@@ -65,7 +69,10 @@ pub struct Mesh {
 
 impl std::fmt::Debug for Mesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mesh").field("nodes", &self.nodes.len()).field("now", &self.now).finish_non_exhaustive()
+        f.debug_struct("Mesh")
+            .field("nodes", &self.nodes.len())
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +120,8 @@ impl Mesh {
         let seed = self.rng.next_u64();
         self.nodes.push(Node::new(self.cfg.clone(), id, i, seed));
         self.alive.push(true);
-        self.pos.push((self.rng.unit() * 1000.0, self.rng.unit() * 1000.0));
+        self.pos
+            .push((self.rng.unit() * 1000.0, self.rng.unit() * 1000.0));
         i
     }
 
@@ -171,12 +179,17 @@ impl Mesh {
 
     /// Indices of live nodes.
     pub fn live(&self) -> Vec<u32> {
-        (0..self.nodes.len() as u32).filter(|&i| self.alive[i as usize]).collect()
+        (0..self.nodes.len() as u32)
+            .filter(|&i| self.alive[i as usize])
+            .collect()
     }
 
     /// Indices of live ready nodes.
     pub fn live_ready(&self) -> Vec<u32> {
-        self.live().into_iter().filter(|&i| self.nodes[i as usize].state() == NodeState::Ready).collect()
+        self.live()
+            .into_iter()
+            .filter(|&i| self.nodes[i as usize].state() == NodeState::Ready)
+            .collect()
     }
 
     /// A random live ready node.
@@ -188,15 +201,25 @@ impl Mesh {
     /// Routes `data` from node `from` to `key` (application 0, traced).
     pub fn route(&mut self, from: u32, key: NodeId, data: &'static [u8]) -> RequestId {
         let now = self.now;
-        let req = RouteRequest { key, app: 0, data: Bytes::from_static(data), hint: None, trace: true };
-        let r = self.nodes[from as usize].route_with(now, req).expect("route accepted");
+        let req = RouteRequest {
+            key,
+            app: 0,
+            data: Bytes::from_static(data),
+            hint: None,
+            trace: true,
+        };
+        let r = self.nodes[from as usize]
+            .route_with(now, req)
+            .expect("route accepted");
         self.flush(from);
         r
     }
 
     /// The live ready node numerically closest to `key` (the truth the checks use).
     pub fn closest_live(&self, key: NodeId) -> Option<u32> {
-        self.live_ready().into_iter().min_by(|&a, &b| key.cmp_closeness(self.id(a), self.id(b)))
+        self.live_ready()
+            .into_iter()
+            .min_by(|&a, &b| key.cmp_closeness(self.id(a), self.id(b)))
     }
 
     /// The id of node `i`.
@@ -206,7 +229,10 @@ impl Mesh {
 
     /// Deliveries at a node other than the expected one.
     pub fn violations(&self) -> Vec<&Delivered> {
-        self.deliveries.iter().filter(|d| d.at != d.expected).collect()
+        self.deliveries
+            .iter()
+            .filter(|d| d.at != d.expected)
+            .collect()
     }
 
     /// Compares every live ready node's leaf set with its true neighbours among the live
@@ -229,8 +255,18 @@ impl Mesh {
             let others = (n - 1).min(half);
             let want_right: Vec<NodeId> = (1..=others).map(|k| ids[(pos + k) % n]).collect();
             let want_left: Vec<NodeId> = (1..=others).map(|k| ids[(pos + n - k) % n]).collect();
-            let got_right: Vec<NodeId> = node.leaf_set().side(Side::Right).iter().map(|l| l.handle.id).collect();
-            let got_left: Vec<NodeId> = node.leaf_set().side(Side::Left).iter().map(|l| l.handle.id).collect();
+            let got_right: Vec<NodeId> = node
+                .leaf_set()
+                .side(Side::Right)
+                .iter()
+                .map(|l| l.handle.id)
+                .collect();
+            let got_left: Vec<NodeId> = node
+                .leaf_set()
+                .side(Side::Left)
+                .iter()
+                .map(|l| l.handle.id)
+                .collect();
             if got_right != want_right || got_left != want_left {
                 errors.push(format!(
                     "node {i} {me:?}: left {got_left:?} want {want_left:?}; right {got_right:?} want {want_right:?}"
@@ -242,7 +278,10 @@ impl Mesh {
         } else {
             let n = errors.len();
             errors.truncate(3);
-            Err(format!("{n} nodes with wrong leaf sets, e.g.\n{}", errors.join("\n")))
+            Err(format!(
+                "{n} nodes with wrong leaf sets, e.g.\n{}",
+                errors.join("\n")
+            ))
         }
     }
 
@@ -265,15 +304,15 @@ impl Mesh {
 
     /// Processes the next queued item; false when the queue is empty.
     pub fn step(&mut self) -> bool {
-        let Some(Reverse((at, seq, _))) = self.queue.pop() else { return false };
+        let Some(Reverse((at, seq, _))) = self.queue.pop() else {
+            return false;
+        };
         self.now = self.now.max(at);
         let now = self.now;
         match self.items.remove(&seq) {
-            Some(Item::Packet { to, from, msg }) => {
-                if self.alive[to as usize] {
-                    self.nodes[to as usize].handle_message(now, from, msg);
-                    self.flush(to);
-                }
+            Some(Item::Packet { to, from, msg }) if self.alive[to as usize] => {
+                self.nodes[to as usize].handle_message(now, from, msg);
+                self.flush(to);
             }
             Some(Item::Wake(i)) => {
                 let n = &mut self.nodes[i as usize];
@@ -282,7 +321,7 @@ impl Mesh {
                     self.flush(i);
                 }
             }
-            None => {}
+            _ => {}
         }
         true
     }
@@ -301,15 +340,32 @@ impl Mesh {
                 continue;
             }
             let at = self.now + self.latency(i, t.to);
-            self.push(at, Item::Packet { to: t.to, from: i, msg: t.msg });
+            self.push(
+                at,
+                Item::Packet {
+                    to: t.to,
+                    from: i,
+                    msg: t.msg,
+                },
+            );
         }
         while let Some(ev) = self.nodes[i as usize].poll_event() {
             match ev {
                 Event::Delivered(d) => {
                     let expected = self.closest_live(d.key).unwrap_or(u32::MAX);
-                    self.deliveries.push(Delivered { at: i, time: self.now, delivery: d, expected });
+                    self.deliveries.push(Delivered {
+                        at: i,
+                        time: self.now,
+                        delivery: d,
+                        expected,
+                    });
                 }
-                Event::RouteFailed { key, request, reason, .. } => self.failures.push((i, key, request, reason)),
+                Event::RouteFailed {
+                    key,
+                    request,
+                    reason,
+                    ..
+                } => self.failures.push((i, key, request, reason)),
                 Event::JoinFailed => self.join_failures.push(i),
                 _ => {}
             }

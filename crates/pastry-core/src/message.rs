@@ -154,7 +154,9 @@ impl MessageKind {
 
     /// The kind with this wire byte.
     pub fn from_u8(v: u8) -> Option<MessageKind> {
-        MessageKind::ALL.get(usize::from(v).checked_sub(1)?).copied()
+        MessageKind::ALL
+            .get(usize::from(v).checked_sub(1)?)
+            .copied()
     }
 
     /// A short lowercase name, for logs and metrics labels.

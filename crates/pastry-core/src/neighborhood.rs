@@ -16,7 +16,10 @@ pub struct NeighborhoodSet<A> {
 impl<A: Copy + PartialEq> NeighborhoodSet<A> {
     /// An empty set holding at most `cap` nodes.
     pub fn new(cap: usize) -> Self {
-        NeighborhoodSet { cap, entries: Vec::new() }
+        NeighborhoodSet {
+            cap,
+            entries: Vec::new(),
+        }
     }
 
     /// Offers a node with a measured RTT in microseconds. Returns true if it is now a member.
@@ -28,12 +31,16 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             let mut e = self.entries.remove(i);
             e.handle = handle;
             e.rtt.update(rtt_us);
-            let pos = self.entries.partition_point(|x| x.rtt.srtt_us <= e.rtt.srtt_us);
+            let pos = self
+                .entries
+                .partition_point(|x| x.rtt.srtt_us <= e.rtt.srtt_us);
             self.entries.insert(pos, e);
             return true;
         }
         let rtt = crate::rtt::Rtt::from_sample(rtt_us);
-        let pos = self.entries.partition_point(|x| x.rtt.srtt_us <= rtt.srtt_us);
+        let pos = self
+            .entries
+            .partition_point(|x| x.rtt.srtt_us <= rtt.srtt_us);
         if pos >= self.cap {
             return false;
         }

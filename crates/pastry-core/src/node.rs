@@ -298,7 +298,12 @@ impl<A: Address> Tables<A> {
     /// The routing decision of the Pastry paper for `key`. Nodes for which `skip` is true
     /// are not chosen; of those, the ones for which `soft` is also true (suspected) make the
     /// node hold the message rather than deliver it when they are closer than this node.
-    pub fn decide(&self, key: NodeId, hard: impl Fn(NodeId) -> bool, soft: impl Fn(NodeId) -> bool) -> Decision<A> {
+    pub fn decide(
+        &self,
+        key: NodeId,
+        hard: impl Fn(NodeId) -> bool,
+        soft: impl Fn(NodeId) -> bool,
+    ) -> Decision<A> {
         let me = self.me.id;
         let b = self.routing_table.b();
         if self.leaf_set.covers(key) {
@@ -314,7 +319,10 @@ impl<A: Address> Tables<A> {
             && !hard(e.handle.id)
             && !soft(e.handle.id)
         {
-            return Decision::Forward { to: e.handle, rare: false };
+            return Decision::Forward {
+                to: e.handle,
+                rare: false,
+            };
         }
         // Rare case: any known node with at least as long a prefix and numerically closer.
         let l = me.shared_prefix_len(key, b);
@@ -365,13 +373,21 @@ impl<A: Address> Tables<A> {
         if let Some(e) = self.routing_table.find(id) {
             return e.rtt;
         }
-        self.neighborhood.entries().iter().find(|e| e.handle.id == id).map_or(Rtt::UNKNOWN, |e| e.rtt)
+        self.neighborhood
+            .entries()
+            .iter()
+            .find(|e| e.handle.id == id)
+            .map_or(Rtt::UNKNOWN, |e| e.rtt)
     }
 
     fn is_known(&self, id: NodeId) -> bool {
         self.leaf_set.contains(id)
             || self.routing_table.find(id).is_some()
-            || self.neighborhood.entries().iter().any(|e| e.handle.id == id)
+            || self
+                .neighborhood
+                .entries()
+                .iter()
+                .any(|e| e.handle.id == id)
     }
 
     pub(crate) fn local_lookup(&self, key: NodeId, num: usize) -> Vec<NodeHandle<A>> {
@@ -396,7 +412,10 @@ impl<A: Address> Tables<A> {
     }
 
     pub(crate) fn neighbor_set(&self, num: usize) -> Vec<NodeHandle<A>> {
-        let (l, r) = (self.leaf_set.side(Side::Left), self.leaf_set.side(Side::Right));
+        let (l, r) = (
+            self.leaf_set.side(Side::Left),
+            self.leaf_set.side(Side::Right),
+        );
         let mut out: Vec<NodeHandle<A>> = Vec::new();
         for i in 0..l.len().max(r.len()) {
             for side in [l, r] {
@@ -412,14 +431,23 @@ impl<A: Address> Tables<A> {
     }
 
     pub(crate) fn replica_set(&self, key: NodeId, max: usize) -> Vec<NodeHandle<A>> {
-        self.leaf_set.replica_set(key, max).into_iter().map(|h| h.unwrap_or(self.me)).collect()
+        self.leaf_set
+            .replica_set(key, max)
+            .into_iter()
+            .map(|h| h.unwrap_or(self.me))
+            .collect()
     }
 
     pub(crate) fn range(&self, id: NodeId, rank: usize) -> Option<(NodeId, NodeId)> {
         // The known nodes in clockwise order, from the farthest left member to the farthest
         // right one (a full circle when the leaf set covers the ring).
         let ls = &self.leaf_set;
-        let mut ring: Vec<NodeId> = ls.side(Side::Left).iter().rev().map(|l| l.handle.id).collect();
+        let mut ring: Vec<NodeId> = ls
+            .side(Side::Left)
+            .iter()
+            .rev()
+            .map(|l| l.handle.id)
+            .collect();
         ring.push(self.me.id);
         ring.extend(ls.side(Side::Right).iter().map(|l| l.handle.id));
         let whole = ls.covers_ring();
@@ -518,7 +546,11 @@ impl<A: Address> Node<A> {
     /// # Errors
     /// Gives the application back if `id` is taken.
     #[allow(clippy::result_large_err)]
-    pub fn register(&mut self, id: AppId, app: Box<dyn Application<A>>) -> Result<(), Box<dyn Application<A>>> {
+    pub fn register(
+        &mut self,
+        id: AppId,
+        app: Box<dyn Application<A>>,
+    ) -> Result<(), Box<dyn Application<A>>> {
         if self.apps.iter().any(|s| s.id == id) {
             return Err(app);
         }
@@ -634,13 +666,20 @@ impl<A: Address> Node<A> {
             return;
         }
         self.now = now;
-        let bootstraps: Vec<A> = bootstrap.iter().copied().filter(|a| *a != self.t.me.addr).collect();
+        let bootstraps: Vec<A> = bootstrap
+            .iter()
+            .copied()
+            .filter(|a| *a != self.t.me.addr)
+            .collect();
         if bootstraps.is_empty() {
             self.become_ready(now);
             return;
         }
         self.state = NodeState::Joining;
-        self.join = Some(Box::new(Join { bootstraps, phase: JoinPhase::AwaitReply { attempt: 0 } }));
+        self.join = Some(Box::new(Join {
+            bootstraps,
+            phase: JoinPhase::AwaitReply { attempt: 0 },
+        }));
         self.send_join_request(now, 0);
     }
 
@@ -649,15 +688,34 @@ impl<A: Address> Node<A> {
     ///
     /// # Errors
     /// [`RouteError`] when the node is not a member or the payload is too large.
-    pub fn route(&mut self, now: Instant, key: NodeId, app: AppId, data: Bytes) -> Result<RequestId, RouteError> {
-        self.route_with(now, RouteRequest { key, app, data, hint: None, trace: false })
+    pub fn route(
+        &mut self,
+        now: Instant,
+        key: NodeId,
+        app: AppId,
+        data: Bytes,
+    ) -> Result<RequestId, RouteError> {
+        self.route_with(
+            now,
+            RouteRequest {
+                key,
+                app,
+                data,
+                hint: None,
+                trace: false,
+            },
+        )
     }
 
     /// Routes as [`Node::route`], with a first-hop hint and path tracing.
     ///
     /// # Errors
     /// [`RouteError`] when the node is not a member or the payload is too large.
-    pub fn route_with(&mut self, now: Instant, req: RouteRequest<A>) -> Result<RequestId, RouteError> {
+    pub fn route_with(
+        &mut self,
+        now: Instant,
+        req: RouteRequest<A>,
+    ) -> Result<RequestId, RouteError> {
         self.check_route(&req.data)?;
         self.now = now;
         self.next_request += 1;
@@ -671,7 +729,10 @@ impl<A: Address> Node<A> {
             return Err(RouteError::NotMember);
         }
         if data.len() > self.cfg.max_payload_bytes {
-            return Err(RouteError::PayloadTooLarge { len: data.len(), max: self.cfg.max_payload_bytes });
+            return Err(RouteError::PayloadTooLarge {
+                len: data.len(),
+                max: self.cfg.max_payload_bytes,
+            });
         }
         Ok(())
     }
@@ -681,7 +742,13 @@ impl<A: Address> Node<A> {
     ///
     /// # Errors
     /// [`RouteError`] when the node is not a member or the payload is too large.
-    pub fn send_direct(&mut self, now: Instant, to: NodeHandle<A>, app: AppId, data: Bytes) -> Result<(), RouteError> {
+    pub fn send_direct(
+        &mut self,
+        now: Instant,
+        to: NodeHandle<A>,
+        app: AppId,
+        data: Bytes,
+    ) -> Result<(), RouteError> {
         self.check_route(&data)?;
         self.now = now;
         self.send(to.addr, Body::Direct { app, data });
@@ -697,7 +764,12 @@ impl<A: Address> Node<A> {
         if self.state != NodeState::Idle {
             let leaf_set = self.t.leaf_set.handles();
             for h in &leaf_set {
-                self.send(h.addr, Body::Leave { leaf_set: leaf_set.clone() });
+                self.send(
+                    h.addr,
+                    Body::Leave {
+                        leaf_set: leaf_set.clone(),
+                    },
+                );
             }
         }
         self.shut_down();
@@ -731,22 +803,50 @@ impl<A: Address> Node<A> {
                 self.heard_from(now, sender, true);
                 if data.len() > self.cfg.max_payload_bytes {
                     self.stats.ignored += 1;
-                } else if !self.with_app(app, |a, ctx| a.direct(ctx, sender, data.clone())).is_some() {
-                    self.events.push_back(Event::DirectDelivered { from: sender, app, data });
+                } else if self
+                    .with_app(app, |a, ctx| a.direct(ctx, sender, data.clone()))
+                    .is_none()
+                {
+                    self.events.push_back(Event::DirectDelivered {
+                        from: sender,
+                        app,
+                        data,
+                    });
                 }
             }
             Body::JoinReply { leaf_set, rows } => self.on_join_reply(now, sender, leaf_set, rows),
-            Body::Probe { nonce, joining, want_leaf_set } => {
+            Body::Probe {
+                nonce,
+                joining,
+                want_leaf_set,
+            } => {
                 self.heard_from(now, sender, true);
                 if joining && self.t.routing_table.would_accept(sender.id, Rtt::UNKNOWN) {
                     self.t.routing_table.insert(sender, Rtt::UNKNOWN);
                 }
-                let leaf_set = if want_leaf_set { self.t.leaf_set.handles() } else { Vec::new() };
+                let leaf_set = if want_leaf_set {
+                    self.t.leaf_set.handles()
+                } else {
+                    Vec::new()
+                };
                 let ready = self.state == NodeState::Ready;
-                self.send(sender.addr, Body::ProbeReply { nonce, ready, leaf_set });
+                self.send(
+                    sender.addr,
+                    Body::ProbeReply {
+                        nonce,
+                        ready,
+                        leaf_set,
+                    },
+                );
             }
-            Body::ProbeReply { nonce, leaf_set, .. } => self.on_probe_reply(now, sender, nonce, leaf_set),
-            Body::LeafSetUpdate { heartbeat: _, leaf_set, failed } => {
+            Body::ProbeReply {
+                nonce, leaf_set, ..
+            } => self.on_probe_reply(now, sender, nonce, leaf_set),
+            Body::LeafSetUpdate {
+                heartbeat: _,
+                leaf_set,
+                failed,
+            } => {
                 self.heard_from(now, sender, true);
                 for f in failed {
                     self.on_failure_notice(now, f);
@@ -755,7 +855,14 @@ impl<A: Address> Node<A> {
             }
             Body::RowRequest { row } => {
                 self.heard_from(now, sender, true);
-                let entries = self.t.routing_table.row(row as usize).iter().flatten().map(|e| e.handle).collect();
+                let entries = self
+                    .t
+                    .routing_table
+                    .row(row as usize)
+                    .iter()
+                    .flatten()
+                    .map(|e| e.handle)
+                    .collect();
                 self.send(sender.addr, Body::RowReply { row, entries });
             }
             Body::RowReply { row: _, entries } => {
@@ -764,7 +871,9 @@ impl<A: Address> Node<A> {
             }
             Body::Announce { rtt_us } => {
                 self.heard_from(now, sender, true);
-                self.t.routing_table.insert(sender, Rtt::from_sample(rtt_us));
+                self.t
+                    .routing_table
+                    .insert(sender, Rtt::from_sample(rtt_us));
                 self.t.neighborhood.insert(sender, rtt_us);
             }
             Body::Leave { leaf_set } => {
@@ -790,7 +899,13 @@ impl<A: Address> Node<A> {
 
     fn send(&mut self, to: A, body: Body<A>) {
         self.stats.sent[body.kind() as usize - 1] += 1;
-        self.transmits.push_back(Transmit { to, msg: Message { sender: self.t.me.id, body } });
+        self.transmits.push_back(Transmit {
+            to,
+            msg: Message {
+                sender: self.t.me.id,
+                body,
+            },
+        });
     }
 
     fn set_timer(&mut self, at: Instant, timer: Timer) {
@@ -809,11 +924,17 @@ impl<A: Address> Node<A> {
 
     fn timeout_for(&self, id: NodeId) -> Duration {
         let c = &self.cfg;
-        self.t.rtt(id).timeout(c.probe_timeout_initial, c.probe_timeout_min, c.probe_timeout_max)
+        self.t.rtt(id).timeout(
+            c.probe_timeout_initial,
+            c.probe_timeout_min,
+            c.probe_timeout_max,
+        )
     }
 
     fn is_suspect(&self, id: NodeId) -> bool {
-        self.probes.get(&id).is_some_and(|p| p.flags & P_SUSPECT != 0)
+        self.probes
+            .get(&id)
+            .is_some_and(|p| p.flags & P_SUSPECT != 0)
     }
 
     fn on_timer(&mut self, now: Instant, timer: Timer) {
@@ -825,7 +946,14 @@ impl<A: Address> Node<A> {
                 if let Some(left) = self.t.leaf_set.neighbor(Side::Left).map(|l| l.handle) {
                     let failed = self.recent_failures(now);
                     let leaf_set = self.t.leaf_set.handles();
-                    self.send(left.addr, Body::LeafSetUpdate { heartbeat: true, leaf_set, failed });
+                    self.send(
+                        left.addr,
+                        Body::LeafSetUpdate {
+                            heartbeat: true,
+                            leaf_set,
+                            failed,
+                        },
+                    );
                 }
                 let d = self.jitter(self.cfg.heartbeat_interval, 0.9);
                 self.set_timer(now + d, Timer::Heartbeat);
@@ -841,7 +969,8 @@ impl<A: Address> Node<A> {
                     self.probe(now, r, P_SUSPECT | P_WANT_LS);
                     self.right_heard = now;
                 }
-                let at = (self.right_heard + self.cfg.heartbeat_timeout).max(now + Duration::from_millis(1));
+                let at = (self.right_heard + self.cfg.heartbeat_timeout)
+                    .max(now + Duration::from_millis(1));
                 self.set_timer(at, Timer::HeartbeatCheck);
             }
             Timer::RtMaintenance => {
@@ -872,14 +1001,20 @@ impl<A: Address> Node<A> {
 
     fn recent_failures(&mut self, now: Instant) -> Vec<NodeId> {
         let ttl = self.cfg.failed_set_ttl;
-        while self.failed.front().is_some_and(|(_, at)| now.saturating_since(*at) > ttl) {
+        while self
+            .failed
+            .front()
+            .is_some_and(|(_, at)| now.saturating_since(*at) > ttl)
+        {
             self.failed.pop_front();
         }
         self.failed.iter().map(|(id, _)| *id).collect()
     }
 
     fn recently_failed(&self, id: NodeId) -> bool {
-        self.failed.iter().any(|(f, at)| *f == id && self.now.saturating_since(*at) <= self.cfg.failed_set_ttl)
+        self.failed
+            .iter()
+            .any(|(f, at)| *f == id && self.now.saturating_since(*at) <= self.cfg.failed_set_ttl)
     }
 
     fn add_failed(&mut self, now: Instant, id: NodeId) {
@@ -906,7 +1041,10 @@ impl<A: Address> Node<A> {
             hops: 0,
             trace: req.trace,
             path: if req.trace { vec![me.id] } else { Vec::new() },
-            payload: RoutePayload::App { app: req.app, data: req.data },
+            payload: RoutePayload::App {
+                app: req.app,
+                data: req.data,
+            },
         };
         match req.hint {
             Some(h) if h.id != me.id => self.send_route(now, h, msg, Vec::new(), 0),
@@ -957,7 +1095,13 @@ impl<A: Address> Node<A> {
         let decision = self.t.decide(
             m.key,
             |id| Some(id) == joiner,
-            |id| excluded.contains(&id) || self.probes.get(&id).is_some_and(|p| p.flags & P_SUSPECT != 0),
+            |id| {
+                excluded.contains(&id)
+                    || self
+                        .probes
+                        .get(&id)
+                        .is_some_and(|p| p.flags & P_SUSPECT != 0)
+            },
         );
         match decision {
             Decision::Forward { mut to, rare } => {
@@ -967,7 +1111,16 @@ impl<A: Address> Node<A> {
                     let app = *app;
                     let (key, origin, hops) = (m.key, m.origin, m.hops);
                     let action = self.with_app(app, |a, ctx| {
-                        a.forward(ctx, Forward { key, origin, hops, data, next_hop: &mut to })
+                        a.forward(
+                            ctx,
+                            Forward {
+                                key,
+                                origin,
+                                hops,
+                                data,
+                                next_hop: &mut to,
+                            },
+                        )
                     });
                     if action == Some(ForwardAction::Drop) {
                         self.fail_route(&m, RouteFailure::DroppedByApplication);
@@ -991,7 +1144,14 @@ impl<A: Address> Node<A> {
         }
     }
 
-    fn send_route(&mut self, now: Instant, to: NodeHandle<A>, mut m: RouteMsg<A>, excluded: Vec<NodeId>, reroutes: u8) {
+    fn send_route(
+        &mut self,
+        now: Instant,
+        to: NodeHandle<A>,
+        mut m: RouteMsg<A>,
+        excluded: Vec<NodeId>,
+        reroutes: u8,
+    ) {
         if self.acks.len() >= self.cfg.max_pending_acks {
             self.stats.acks_untracked += 1;
             m.hop_id = 0;
@@ -999,7 +1159,16 @@ impl<A: Address> Node<A> {
             let hop_id = self.fresh_id();
             m.hop_id = hop_id;
             let deadline = now + self.timeout_for(to.id);
-            self.acks.insert(hop_id, PendingHop { msg: m.clone(), next: to, sent_at: now, excluded, reroutes });
+            self.acks.insert(
+                hop_id,
+                PendingHop {
+                    msg: m.clone(),
+                    next: to,
+                    sent_at: now,
+                    excluded,
+                    reroutes,
+                },
+            );
             self.set_timer(deadline, Timer::Ack(hop_id));
         }
         self.send(to.addr, Body::Route(m));
@@ -1007,7 +1176,10 @@ impl<A: Address> Node<A> {
 
     fn on_route_ack(&mut self, now: Instant, sender: NodeHandle<A>, hop_id: u64) {
         self.heard_from(now, sender, true);
-        if self.acks.get(&hop_id).is_some_and(|p| p.next.id == sender.id)
+        if self
+            .acks
+            .get(&hop_id)
+            .is_some_and(|p| p.next.id == sender.id)
             && let Some(p) = self.acks.remove(&hop_id)
         {
             let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
@@ -1021,7 +1193,12 @@ impl<A: Address> Node<A> {
             return;
         }
         self.stats.held += 1;
-        self.held.push_back(Held { msg: m, excluded, reroutes, wait });
+        self.held.push_back(Held {
+            msg: m,
+            excluded,
+            reroutes,
+            wait,
+        });
     }
 
     /// Re-decides every held message waiting on `wait`; `alive` lifts the suspicion.
@@ -1029,7 +1206,8 @@ impl<A: Address> Node<A> {
         if !self.held.iter().any(|h| h.wait == wait) {
             return;
         }
-        let (go, stay): (VecDeque<Held<A>>, VecDeque<Held<A>>) = self.held.drain(..).partition(|h| h.wait == wait);
+        let (go, stay): (VecDeque<Held<A>>, VecDeque<Held<A>>) =
+            self.held.drain(..).partition(|h| h.wait == wait);
         self.held = stay;
         for mut h in go {
             if let Wait::Suspect(id) = wait {
@@ -1042,7 +1220,12 @@ impl<A: Address> Node<A> {
 
     fn fail_route(&mut self, m: &RouteMsg<A>, reason: RouteFailure) {
         self.stats.route_failures += 1;
-        self.events.push_back(Event::RouteFailed { key: m.key, request: m.request, origin: m.origin, reason });
+        self.events.push_back(Event::RouteFailed {
+            key: m.key,
+            request: m.request,
+            origin: m.origin,
+            reason,
+        });
     }
 
     fn deliver(&mut self, now: Instant, m: RouteMsg<A>, excluded: Vec<NodeId>, reroutes: u8) {
@@ -1079,7 +1262,13 @@ impl<A: Address> Node<A> {
                 for r in l..self.t.routing_table.rows() {
                     Self::push_row(&self.t.routing_table, r, joiner.id, &mut rows);
                 }
-                let leaf_set = self.t.leaf_set.handles().into_iter().filter(|h| h.id != joiner.id).collect();
+                let leaf_set = self
+                    .t
+                    .leaf_set
+                    .handles()
+                    .into_iter()
+                    .filter(|h| h.id != joiner.id)
+                    .collect();
                 self.send(joiner.addr, Body::JoinReply { leaf_set, rows });
                 let _ = now;
             }
@@ -1100,7 +1289,9 @@ impl<A: Address> Node<A> {
     /// A hop of a join route adds itself and its routing-table row for the joiner (the
     /// first hop adds rows 0 up to that row, and its neighbourhood set).
     fn add_join_rows(&mut self, m: &mut RouteMsg<A>, sender: NodeId) {
-        let RoutePayload::Join { joiner, rows } = &mut m.payload else { return };
+        let RoutePayload::Join { joiner, rows } = &mut m.payload else {
+            return;
+        };
         let l = self.t.me.id.shared_prefix_len(joiner.id, self.cfg.b);
         let first = sender == joiner.id;
         let start = if first { 0 } else { l };
@@ -1109,7 +1300,10 @@ impl<A: Address> Node<A> {
         }
         if first {
             for e in self.t.neighborhood.entries() {
-                if rows.len() < JOIN_ROWS_MAX && e.handle.id != joiner.id && !rows.iter().any(|h| h.id == e.handle.id) {
+                if rows.len() < JOIN_ROWS_MAX
+                    && e.handle.id != joiner.id
+                    && !rows.iter().any(|h| h.id == e.handle.id)
+                {
                     rows.push(e.handle);
                 }
             }
@@ -1164,21 +1358,50 @@ impl<A: Address> Node<A> {
             return;
         }
         let nonce = self.fresh_id();
-        self.probes.insert(h.id, Probe { addr: h.addr, nonce, first_nonce: nonce, sent_at: now, tries: 0, flags });
+        self.probes.insert(
+            h.id,
+            Probe {
+                addr: h.addr,
+                nonce,
+                first_nonce: nonce,
+                sent_at: now,
+                tries: 0,
+                flags,
+            },
+        );
         self.send_probe(now, h, nonce, flags);
     }
 
     fn send_probe(&mut self, now: Instant, h: NodeHandle<A>, nonce: u64, flags: u8) {
         self.stats.probes_sent += 1;
         let joining = self.state == NodeState::Joining;
-        self.send(h.addr, Body::Probe { nonce, joining, want_leaf_set: flags & P_WANT_LS != 0 });
+        self.send(
+            h.addr,
+            Body::Probe {
+                nonce,
+                joining,
+                want_leaf_set: flags & P_WANT_LS != 0,
+            },
+        );
         let tries = self.probes.get(&h.id).map_or(0, |p| p.tries);
-        let timeout = (self.timeout_for(h.id) * (1 << tries.min(4))).min(self.cfg.probe_timeout_max);
+        let timeout =
+            (self.timeout_for(h.id) * (1 << tries.min(4))).min(self.cfg.probe_timeout_max);
         self.set_timer(now + timeout, Timer::Probe(h.id, nonce));
     }
 
-    fn on_probe_reply(&mut self, now: Instant, sender: NodeHandle<A>, nonce: u64, leaf_set: Vec<NodeHandle<A>>) {
-        let Some(p) = self.probes.get(&sender.id).filter(|p| nonce >= p.first_nonce && nonce <= p.nonce).cloned() else {
+    fn on_probe_reply(
+        &mut self,
+        now: Instant,
+        sender: NodeHandle<A>,
+        nonce: u64,
+        leaf_set: Vec<NodeHandle<A>>,
+    ) {
+        let Some(p) = self
+            .probes
+            .get(&sender.id)
+            .filter(|p| nonce >= p.first_nonce && nonce <= p.nonce)
+            .cloned()
+        else {
             self.heard_from(now, sender, true);
             return;
         };
@@ -1200,7 +1423,9 @@ impl<A: Address> Node<A> {
     }
 
     fn on_probe_timeout(&mut self, now: Instant, id: NodeId, nonce: u64) {
-        let Some(p) = self.probes.get_mut(&id) else { return };
+        let Some(p) = self.probes.get_mut(&id) else {
+            return;
+        };
         if p.nonce != nonce {
             return;
         }
@@ -1214,7 +1439,9 @@ impl<A: Address> Node<A> {
             self.send_probe(now, h, nonce, flags);
             return;
         }
-        let Some(p) = self.probes.remove(&id) else { return };
+        let Some(p) = self.probes.remove(&id) else {
+            return;
+        };
         self.remove_node(now, id, true);
         if p.flags & P_JOIN != 0 {
             self.join_probe_done(now, id);
@@ -1257,7 +1484,11 @@ impl<A: Address> Node<A> {
             for h in &leaf_set {
                 self.send(
                     h.addr,
-                    Body::LeafSetUpdate { heartbeat: false, leaf_set: leaf_set.clone(), failed: vec![id] },
+                    Body::LeafSetUpdate {
+                        heartbeat: false,
+                        leaf_set: leaf_set.clone(),
+                        failed: vec![id],
+                    },
                 );
             }
         }
@@ -1284,7 +1515,9 @@ impl<A: Address> Node<A> {
     }
 
     fn leaf_remove(&mut self, now: Instant, id: NodeId) -> bool {
-        let Some(h) = self.t.leaf_set.get(id).map(|l| l.handle) else { return false };
+        let Some(h) = self.t.leaf_set.get(id).map(|l| l.handle) else {
+            return false;
+        };
         self.t.leaf_set.remove(id);
         self.leaf_changed(h, false);
         self.track_right(now);
@@ -1292,7 +1525,8 @@ impl<A: Address> Node<A> {
     }
 
     fn leaf_changed(&mut self, handle: NodeHandle<A>, joined: bool) {
-        self.events.push_back(Event::LeafSetChanged { handle, joined });
+        self.events
+            .push_back(Event::LeafSetChanged { handle, joined });
         let ids: Vec<AppId> = self.apps.iter().map(|s| s.id).collect();
         for app in ids {
             self.with_app(app, |a, ctx| a.update(ctx, handle, joined));
@@ -1312,11 +1546,16 @@ impl<A: Address> Node<A> {
     fn consider_leaves(&mut self, now: Instant, list: &[NodeHandle<A>]) {
         let joining = self.state == NodeState::Joining;
         for h in list {
-            if h.id == self.t.me.id || self.t.leaf_set.contains(h.id) || self.recently_failed(h.id) {
+            if h.id == self.t.me.id || self.t.leaf_set.contains(h.id) || self.recently_failed(h.id)
+            {
                 continue;
             }
             if self.t.leaf_set.would_accept(h.id) {
-                let flags = if joining { P_JOIN | P_WANT_LS | P_RT } else { P_RT };
+                let flags = if joining {
+                    P_JOIN | P_WANT_LS | P_RT
+                } else {
+                    P_RT
+                };
                 self.probe(now, *h, flags);
                 if joining
                     && self.probes.contains_key(&h.id)
@@ -1339,14 +1578,19 @@ impl<A: Address> Node<A> {
             if self.t.leaf_set.side(side).len() >= half {
                 continue;
             }
-            let target = self.t.leaf_set.farthest(side).map(|l| l.handle).or_else(|| {
-                // Nothing left on that side: the nearest known node that way.
-                let me = self.t.me.id;
-                self.t
-                    .known()
-                    .filter(|h| self.t.leaf_set.side_of(h.id) == Some(side))
-                    .min_by_key(|h| me.distance(h.id))
-            });
+            let target = self
+                .t
+                .leaf_set
+                .farthest(side)
+                .map(|l| l.handle)
+                .or_else(|| {
+                    // Nothing left on that side: the nearest known node that way.
+                    let me = self.t.me.id;
+                    self.t
+                        .known()
+                        .filter(|h| self.t.leaf_set.side_of(h.id) == Some(side))
+                        .min_by_key(|h| me.distance(h.id))
+                });
             if let Some(t) = target {
                 self.probe(now, t, P_WANT_LS);
             }
@@ -1358,7 +1602,8 @@ impl<A: Address> Node<A> {
     /// Lazy repair of a hole in `row`: ask another member of the row, else of the next row.
     fn repair_row(&mut self, row: usize) {
         let pick = |rt: &RoutingTable<A>, r: usize, rng: &mut Rng| -> Option<NodeHandle<A>> {
-            let members: Vec<NodeHandle<A>> = rt.row(r).iter().flatten().map(|e| e.handle).collect();
+            let members: Vec<NodeHandle<A>> =
+                rt.row(r).iter().flatten().map(|e| e.handle).collect();
             (!members.is_empty()).then(|| members[rng.below(members.len() as u64) as usize])
         };
         let target = pick(&self.t.routing_table, row, &mut self.rng)
@@ -1382,10 +1627,13 @@ impl<A: Address> Node<A> {
     fn consider_rt_candidates(&mut self, now: Instant, list: &[NodeHandle<A>], budget: usize) {
         let mut budget = budget;
         for h in list {
-            if h.id == self.t.me.id || self.recently_failed(h.id) || self.probes.contains_key(&h.id) {
+            if h.id == self.t.me.id || self.recently_failed(h.id) || self.probes.contains_key(&h.id)
+            {
                 continue;
             }
-            let Some((row, col)) = self.t.routing_table.slot(h.id) else { continue };
+            let Some((row, col)) = self.t.routing_table.slot(h.id) else {
+                continue;
+            };
             match self.t.routing_table.get(row, col) {
                 None => self.probe(now, *h, P_RT),
                 Some(e) if e.handle.id != h.id && budget > 0 => {
@@ -1411,7 +1659,10 @@ impl<A: Address> Node<A> {
             hops: 0,
             trace: false,
             path: Vec::new(),
-            payload: RoutePayload::Join { joiner: me, rows: Vec::new() },
+            payload: RoutePayload::Join {
+                joiner: me,
+                rows: Vec::new(),
+            },
         };
         self.send(to, Body::Route(msg));
         self.set_timer(now + self.cfg.join_timeout, Timer::Join(attempt));
@@ -1419,7 +1670,9 @@ impl<A: Address> Node<A> {
 
     fn on_join_timeout(&mut self, now: Instant, attempt: u32) {
         let Some(j) = &mut self.join else { return };
-        let JoinPhase::AwaitReply { attempt: current } = j.phase else { return };
+        let JoinPhase::AwaitReply { attempt: current } = j.phase else {
+            return;
+        };
         if current != attempt {
             return;
         }
@@ -1428,18 +1681,31 @@ impl<A: Address> Node<A> {
             self.events.push_back(Event::JoinFailed);
             return;
         }
-        j.phase = JoinPhase::AwaitReply { attempt: attempt + 1 };
+        j.phase = JoinPhase::AwaitReply {
+            attempt: attempt + 1,
+        };
         self.send_join_request(now, attempt + 1);
     }
 
-    fn on_join_reply(&mut self, now: Instant, sender: NodeHandle<A>, leaf_set: Vec<NodeHandle<A>>, rows: Vec<NodeHandle<A>>) {
-        let awaiting = self.join.as_ref().is_some_and(|j| matches!(j.phase, JoinPhase::AwaitReply { .. }));
+    fn on_join_reply(
+        &mut self,
+        now: Instant,
+        sender: NodeHandle<A>,
+        leaf_set: Vec<NodeHandle<A>>,
+        rows: Vec<NodeHandle<A>>,
+    ) {
+        let awaiting = self
+            .join
+            .as_ref()
+            .is_some_and(|j| matches!(j.phase, JoinPhase::AwaitReply { .. }));
         if !awaiting {
             self.stats.ignored += 1;
             return;
         }
         if let Some(j) = self.join.as_mut() {
-            j.phase = JoinPhase::Probing { pending: BTreeSet::new() };
+            j.phase = JoinPhase::Probing {
+                pending: BTreeSet::new(),
+            };
         }
         let mut leaves = vec![sender];
         leaves.extend(leaf_set);
@@ -1458,10 +1724,9 @@ impl<A: Address> Node<A> {
     }
 
     fn maybe_join_done(&mut self, now: Instant) {
-        let done = self
-            .join
-            .as_ref()
-            .is_some_and(|j| matches!(&j.phase, JoinPhase::Probing { pending } if pending.is_empty()));
+        let done = self.join.as_ref().is_some_and(
+            |j| matches!(&j.phase, JoinPhase::Probing { pending } if pending.is_empty()),
+        );
         if done && self.state == NodeState::Joining {
             self.join = None;
             self.become_ready(now);
@@ -1522,9 +1787,24 @@ impl<A: Address> Node<A> {
     fn run_app_command(&mut self, app: AppId, c: AppCommand<A>) {
         let now = self.now;
         match c {
-            AppCommand::Route { key, data, hint, request } => {
+            AppCommand::Route {
+                key,
+                data,
+                hint,
+                request,
+            } => {
                 if self.check_route(&data).is_ok() {
-                    self.originate(now, RouteRequest { key, app, data, hint, trace: false }, request);
+                    self.originate(
+                        now,
+                        RouteRequest {
+                            key,
+                            app,
+                            data,
+                            hint,
+                            trace: false,
+                        },
+                        request,
+                    );
                 }
             }
             AppCommand::Direct { to, data } => {

@@ -45,6 +45,9 @@ mod tests {
         for _ in 0..4000 {
             counts[Rng::below(&mut a, 4) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

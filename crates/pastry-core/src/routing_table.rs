@@ -41,7 +41,11 @@ pub struct RoutingTable<A> {
 impl<A: Copy + PartialEq> RoutingTable<A> {
     /// An empty table for node `own` with digits of `b` bits.
     pub fn new(own: NodeId, b: u8) -> Self {
-        RoutingTable { own, b, rows: Vec::new() }
+        RoutingTable {
+            own,
+            b,
+            rows: Vec::new(),
+        }
     }
 
     /// Digits of how many bits.
@@ -98,7 +102,9 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
     /// Offers a node with its RTT estimate: it takes an empty slot, refreshes itself, or
     /// replaces an occupant with a larger (or unknown) RTT.
     pub fn insert(&mut self, handle: NodeHandle<A>, rtt: Rtt) -> Inserted<A> {
-        let Some((row, col)) = self.slot(handle.id) else { return Inserted::Rejected };
+        let Some((row, col)) = self.slot(handle.id) else {
+            return Inserted::Rejected;
+        };
         let cols = self.columns();
         while self.rows.len() <= row {
             self.rows.push(vec![None; cols].into_boxed_slice());
@@ -152,7 +158,11 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
         let slot = self.rows.get_mut(row)?.get_mut(col)?;
         if slot.is_some_and(|e| e.handle.id == id) {
             *slot = None;
-            while self.rows.last().is_some_and(|r| r.iter().all(Option::is_none)) {
+            while self
+                .rows
+                .last()
+                .is_some_and(|r| r.iter().all(Option::is_none))
+            {
                 self.rows.pop();
             }
             return Some((row, col));
@@ -193,17 +203,30 @@ mod tests {
         let far = 0x5000u128 << 112;
         assert_eq!(rt.slot(NodeId::from_u128(far)), Some((0, 5)));
         assert_eq!(rt.insert(h(far), Rtt::from_sample(900)), Inserted::New);
-        assert_eq!(rt.insert(h(far + 1), Rtt::from_sample(1000)), Inserted::Rejected);
-        assert_eq!(rt.insert(h(far + 2), Rtt::from_sample(100)), Inserted::Replaced(h(far)));
+        assert_eq!(
+            rt.insert(h(far + 1), Rtt::from_sample(1000)),
+            Inserted::Rejected
+        );
+        assert_eq!(
+            rt.insert(h(far + 2), Rtt::from_sample(100)),
+            Inserted::Replaced(h(far))
+        );
         assert_eq!(rt.insert(h(far + 2), Rtt::UNKNOWN), Inserted::Refreshed);
         assert_eq!(rt.get(0, 5).unwrap().rtt.srtt_us, 100);
         let deep = 0x1235u128 << 112;
         assert_eq!(rt.insert(h(deep), Rtt::UNKNOWN), Inserted::New);
         assert_eq!(rt.rows(), 4);
-        assert_eq!(rt.next_hop(NodeId::from_u128(0x1235_7777 << 96)).map(|e| e.handle), Some(h(deep)));
+        assert_eq!(
+            rt.next_hop(NodeId::from_u128(0x1235_7777 << 96))
+                .map(|e| e.handle),
+            Some(h(deep))
+        );
         assert_eq!(rt.remove(NodeId::from_u128(deep)), Some((3, 5)));
         assert_eq!(rt.rows(), 1, "empty trailing rows are freed");
-        assert_eq!(rt.insert(NodeHandle::new(own, 0), Rtt::UNKNOWN), Inserted::Rejected);
+        assert_eq!(
+            rt.insert(NodeHandle::new(own, 0), Rtt::UNKNOWN),
+            Inserted::Rejected
+        );
     }
 
     proptest! {

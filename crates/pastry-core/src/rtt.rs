@@ -13,12 +13,18 @@ pub struct Rtt {
 
 impl Rtt {
     /// No sample yet.
-    pub const UNKNOWN: Rtt = Rtt { srtt_us: 0, rttvar_us: 0 };
+    pub const UNKNOWN: Rtt = Rtt {
+        srtt_us: 0,
+        rttvar_us: 0,
+    };
 
     /// An estimate from one sample.
     pub fn from_sample(us: u32) -> Rtt {
         let us = us.max(1);
-        Rtt { srtt_us: us, rttvar_us: us / 2 }
+        Rtt {
+            srtt_us: us,
+            rttvar_us: us / 2,
+        }
     }
 
     /// True when at least one sample was taken.
@@ -50,7 +56,11 @@ impl Rtt {
 
     /// The smoothed RTT for proximity comparisons; unknown sorts last.
     pub fn proximity(self) -> u32 {
-        if self.is_known() { self.srtt_us } else { u32::MAX }
+        if self.is_known() {
+            self.srtt_us
+        } else {
+            u32::MAX
+        }
     }
 }
 
@@ -61,7 +71,11 @@ mod tests {
     #[test]
     fn converges_and_bounds() {
         let mut r = Rtt::UNKNOWN;
-        let (init, min, max) = (Duration::from_millis(500), Duration::from_millis(50), Duration::from_secs(2));
+        let (init, min, max) = (
+            Duration::from_millis(500),
+            Duration::from_millis(50),
+            Duration::from_secs(2),
+        );
         assert_eq!(r.timeout(init, min, max), init);
         for _ in 0..50 {
             r.update(10_000);

@@ -67,8 +67,14 @@ mod tests {
         let t = Instant::from_micros(5);
         assert_eq!(t + Duration::from_micros(7), Instant::from_micros(12));
         assert_eq!(t - Duration::from_secs(1), Instant::ZERO);
-        assert_eq!(Instant::FAR_FUTURE + Duration::from_secs(1), Instant::FAR_FUTURE);
+        assert_eq!(
+            Instant::FAR_FUTURE + Duration::from_secs(1),
+            Instant::FAR_FUTURE
+        );
         assert_eq!(Instant::from_micros(3).saturating_since(t), Duration::ZERO);
-        assert_eq!(format!("{:?}", Instant::from_micros(1_500_000)), "1.500000s");
+        assert_eq!(
+            format!("{:?}", Instant::from_micros(1_500_000)),
+            "1.500000s"
+        );
     }
 }

@@ -39,16 +39,26 @@ fn lookups(m: &mut Mesh, n: usize) -> Result<(), String> {
     m.run_for(secs(20));
     let got = &m.deliveries[start..];
     if m.failures.len() != fails {
-        return Err(format!("{} route failures: {:?}", m.failures.len() - fails, &m.failures[fails..]));
+        return Err(format!(
+            "{} route failures: {:?}",
+            m.failures.len() - fails,
+            &m.failures[fails..]
+        ));
     }
     for (req, origin, key) in &sent {
-        let ds: Vec<_> = got.iter().filter(|d| d.delivery.request == *req && d.delivery.origin.id == *origin).collect();
+        let ds: Vec<_> = got
+            .iter()
+            .filter(|d| d.delivery.request == *req && d.delivery.origin.id == *origin)
+            .collect();
         if ds.len() != 1 {
             return Err(format!("lookup of {key:?} delivered {} times", ds.len()));
         }
         let d = ds[0];
         if d.at != d.expected {
-            return Err(format!("{key:?} delivered at node {} but closest live is {}", d.at, d.expected));
+            return Err(format!(
+                "{key:?} delivered at node {} but closest live is {}",
+                d.at, d.expected
+            ));
         }
     }
     Ok(())
@@ -56,7 +66,15 @@ fn lookups(m: &mut Mesh, n: usize) -> Result<(), String> {
 
 fn no_violations(m: &Mesh) -> Result<(), String> {
     let v = m.violations();
-    if v.is_empty() { Ok(()) } else { Err(format!("{} deliveries at a wrong node, first {:?}", v.len(), v[0])) }
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} deliveries at a wrong node, first {:?}",
+            v.len(),
+            v[0]
+        ))
+    }
 }
 
 #[test]
@@ -83,7 +101,11 @@ fn a_few_hundred_nodes() {
     let hops: Vec<u8> = m.deliveries.iter().map(|d| d.delivery.hops).collect();
     let mean = hops.iter().map(|&h| f64::from(h)).sum::<f64>() / hops.len() as f64;
     assert!(mean < 3.0, "mean hops {mean}");
-    assert!(hops.iter().all(|&h| h <= 5), "max hops {:?}", hops.iter().max());
+    assert!(
+        hops.iter().all(|&h| h <= 5),
+        "max hops {:?}",
+        hops.iter().max()
+    );
 }
 
 #[test]
@@ -192,7 +214,8 @@ fn message_to_a_dead_next_hop_is_rerouted() {
         if let Some(d) = got.iter().find(|d| d.at != d.expected) {
             return Err(format!("delivered at {} not {}", d.at, d.expected));
         }
-        let reroutes: u64 = m.nodes.iter().map(|n| n.stats().reroutes).sum::<u64>() - reroutes_before;
+        let reroutes: u64 =
+            m.nodes.iter().map(|n| n.stats().reroutes).sum::<u64>() - reroutes_before;
         if reroutes == 0 {
             return Err("no message was rerouted".into());
         }
