@@ -71,6 +71,9 @@ pub struct Config {
     pub failed_set_size: usize,
     /// How long a node stays in the failed set. Default 60 s.
     pub failed_set_ttl: Duration,
+    /// Recent deliveries remembered (origin, request id) so that a message rerouted after
+    /// a lost ack is not delivered twice. 0 turns de-duplication off. Default 64.
+    pub dedup_window: usize,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             rt_maintenance_probes: 4,
             failed_set_size: 32,
             failed_set_ttl: Duration::from_secs(60),
+            dedup_window: 64,
         }
     }
 }
@@ -181,6 +185,9 @@ impl Config {
         }
         if self.rt_maintenance_interval.is_zero() {
             return err("rt_maintenance_interval", "must be positive");
+        }
+        if self.dedup_window > 4096 {
+            return err("dedup_window", "must be at most 4096");
         }
         if self.failed_set_size > 1024 {
             return err("failed_set_size", "must be at most 1024");

@@ -177,10 +177,12 @@ impl Mesh {
         self.alive[i as usize]
     }
 
-    /// Indices of live nodes.
+    /// Indices of live nodes: neither crashed, nor left, nor given up joining.
     pub fn live(&self) -> Vec<u32> {
         (0..self.nodes.len() as u32)
-            .filter(|&i| self.alive[i as usize])
+            .filter(|&i| {
+                self.alive[i as usize] && self.nodes[i as usize].state() != NodeState::Left
+            })
             .collect()
     }
 

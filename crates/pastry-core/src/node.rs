@@ -196,13 +196,15 @@ pub struct Stats {
     pub nodes_declared_dead: u64,
     /// Messages ignored: from ourselves, oversized payloads, in the wrong state.
     pub ignored: u64,
+    /// Repeated deliveries of the same message (after a lost ack) swallowed at the root.
+    pub duplicates: u64,
 }
 
 // Probe purposes, combined as bit flags.
 const P_SUSPECT: u8 = 1; // a member is suspected: excluded from routing until answered
 const P_JOIN: u8 = 2; // counts towards the consistent join
 const P_WANT_LS: u8 = 4; // ask for the leaf set
-const P_RT: u8 = 8; // a routing-table candidate (RTT measurement)
+const P_RT: u8 = 8; // a routing-table candidate: measure RTT, then announce ourselves
 
 #[derive(Debug, Clone)]
 struct Probe<A> {
@@ -497,6 +499,7 @@ pub struct Node<A: Address> {
     right_heard: Instant,
     next_id: u64,
     next_request: u64,
+    recent_deliveries: VecDeque<(NodeId, u64)>,
     now: Instant,
     stats: Stats,
 }
@@ -536,6 +539,7 @@ impl<A: Address> Node<A> {
             right_heard: Instant::ZERO,
             next_id: 0,
             next_request: 0,
+            recent_deliveries: VecDeque::new(),
             now: Instant::ZERO,
             stats: Stats::default(),
         }
@@ -843,13 +847,35 @@ impl<A: Address> Node<A> {
                 nonce, leaf_set, ..
             } => self.on_probe_reply(now, sender, nonce, leaf_set),
             Body::LeafSetUpdate {
-                heartbeat: _,
+                heartbeat,
                 leaf_set,
                 failed,
             } => {
                 self.heard_from(now, sender, true);
                 for f in failed {
                     self.on_failure_notice(now, f);
+                }
+                if heartbeat {
+                    // Anti-entropy: the sender may lack nodes we know belong in its leaf set
+                    // (its far left side is known only to its left neighbours, who never
+                    // hear from it otherwise), or hold nodes we found dead (a lost failure
+                    // notice). Answer with our leaf set and those failures.
+                    let stale: Vec<NodeId> = leaf_set
+                        .iter()
+                        .map(|h| h.id)
+                        .filter(|id| self.recently_failed(*id))
+                        .collect();
+                    if !stale.is_empty() || self.missing_from(sender.id, &leaf_set) {
+                        let mine = self.t.leaf_set.handles();
+                        self.send(
+                            sender.addr,
+                            Body::LeafSetUpdate {
+                                heartbeat: false,
+                                leaf_set: mine,
+                                failed: stale,
+                            },
+                        );
+                    }
                 }
                 self.consider_leaves(now, &leaf_set);
             }
@@ -1140,7 +1166,25 @@ impl<A: Address> Node<A> {
                 self.send_route(now, to, m, excluded, reroutes);
             }
             Decision::Deliver => self.deliver(now, m, excluded, reroutes),
-            Decision::Hold(s) => self.hold(m, excluded, reroutes, Wait::Suspect(s)),
+            Decision::Hold(s) => {
+                // The message waits for `s`'s probe to settle. `s` may be excluded only for
+                // this message (it missed this message's ack) without being under probe: probe
+                // it now, or the message would wait for nothing.
+                let known = self.t.known().find(|h| h.id == s);
+                if !self.is_suspect(s)
+                    && let Some(h) = known
+                {
+                    self.probe(now, h, P_SUSPECT);
+                }
+                if self.is_suspect(s) {
+                    self.hold(m, excluded, reroutes, Wait::Suspect(s));
+                } else {
+                    // No probe possible (probe table full): stop avoiding it.
+                    let mut excluded = excluded;
+                    excluded.retain(|x| *x != s);
+                    self.reroute(now, m, excluded, reroutes + 1);
+                }
+            }
         }
     }
 
@@ -1232,6 +1276,21 @@ impl<A: Address> Node<A> {
         if self.state != NodeState::Ready {
             self.hold(m, excluded, reroutes, Wait::Ready);
             return;
+        }
+        if let RoutePayload::App { .. } = m.payload {
+            // A lost ack makes the previous hop reroute a message we already have; the root
+            // swallows such repeats (within a bounded window) so delivery is exactly once.
+            let tag = (m.origin.id, m.request);
+            if self.recent_deliveries.contains(&tag) {
+                self.stats.duplicates += 1;
+                return;
+            }
+            if self.recent_deliveries.len() >= self.cfg.dedup_window {
+                self.recent_deliveries.pop_front();
+            }
+            if self.cfg.dedup_window > 0 {
+                self.recent_deliveries.push_back(tag);
+            }
         }
         self.stats.delivered += 1;
         match m.payload {
@@ -1412,6 +1471,11 @@ impl<A: Address> Node<A> {
         if nonce == p.nonce {
             let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
             self.record_rtt(sender, us);
+            if p.flags & P_RT != 0 && self.cfg.announce {
+                // Tell it the RTT so it can take us into its own table (the paper's
+                // announcement of a new node's state).
+                self.send(sender.addr, Body::Announce { rtt_us: us });
+            }
         }
         self.heard_from(now, sender, true);
         if !leaf_set.is_empty() {
@@ -1540,6 +1604,19 @@ impl<A: Address> Node<A> {
             self.right = r;
             self.right_heard = now;
         }
+    }
+
+    /// True when this node or one of its leaf-set members belongs in the leaf set of `owner`
+    /// (whose members are `list`) but is not in it.
+    fn missing_from(&self, owner: NodeId, list: &[NodeHandle<A>]) -> bool {
+        let mut theirs = LeafSet::new(owner, self.t.leaf_set.half());
+        let mut evicted = Vec::new();
+        for h in list {
+            theirs.insert(*h, Rtt::UNKNOWN, &mut evicted);
+        }
+        std::iter::once(self.t.me.id)
+            .chain(self.t.leaf_set.members().map(|l| l.handle.id))
+            .any(|id| id != owner && theirs.would_accept(id))
     }
 
     /// Probes every node in `list` that would enter the leaf set.
@@ -1736,16 +1813,19 @@ impl<A: Address> Node<A> {
     fn become_ready(&mut self, now: Instant) {
         self.state = NodeState::Ready;
         self.events.push_back(Event::Ready);
-        if self.cfg.announce {
-            let targets: Vec<(NodeHandle<A>, u32)> = self
+        // Second phase of the join (the paper's "nearby node discovery"): ask the nearest
+        // member of each row for its row, and probe the candidates that may be nearer.
+        for row in 0..self.t.routing_table.rows() {
+            let nearest = self
                 .t
                 .routing_table
-                .entries()
-                .filter(|e| e.rtt.is_known())
-                .map(|e| (e.handle, e.rtt.srtt_us))
-                .collect();
-            for (h, rtt_us) in targets {
-                self.send(h.addr, Body::Announce { rtt_us });
+                .row(row)
+                .iter()
+                .flatten()
+                .min_by_key(|e| e.rtt.proximity())
+                .map(|e| e.handle);
+            if let Some(h) = nearest {
+                self.send(h.addr, Body::RowRequest { row: row as u8 });
             }
         }
         self.track_right(now);

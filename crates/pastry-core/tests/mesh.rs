@@ -239,3 +239,28 @@ fn graceful_leave_hands_over_keys() {
         no_violations(&m)
     });
 }
+
+#[test]
+fn message_loss_keeps_delivery_exactly_once_and_heals() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.loss = 0.05;
+        m.build_ring(60, secs(1));
+        m.run_for(secs(60));
+        // Under 5% loss: every lookup still reaches the right node, once (lost acks cause
+        // reroutes, the root swallows the repeats).
+        lookups(&mut m, 300)?;
+        no_violations(&m)?;
+        let dups: u64 = m.nodes.iter().map(|n| n.stats().duplicates).sum();
+        let reroutes: u64 = m.nodes.iter().map(|n| n.stats().reroutes).sum();
+        if reroutes == 0 || dups == 0 {
+            return Err(format!(
+                "loss exercised nothing: {reroutes} reroutes, {dups} duplicates"
+            ));
+        }
+        // After the loss stops, leaf sets converge.
+        m.loss = 0.0;
+        m.run_for(secs(120));
+        m.check_leaf_sets()
+    });
+}
