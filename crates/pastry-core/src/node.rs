@@ -989,15 +989,17 @@ impl<A: Address> Node<A> {
                     return;
                 }
                 self.track_right(now);
-                if let Some(r) = self.t.leaf_set.neighbor(Side::Right).map(|l| l.handle)
-                    && now >= self.right_heard + self.cfg.heartbeat_timeout
-                {
-                    self.probe(now, r, P_SUSPECT | P_WANT_LS);
-                    self.right_heard = now;
+                let timeout = self.cfg.heartbeat_timeout;
+                match self.t.leaf_set.neighbor(Side::Right).map(|l| l.handle) {
+                    None => self.right_heard = now,
+                    Some(r) if now >= self.right_heard + timeout => {
+                        self.probe(now, r, P_SUSPECT | P_WANT_LS);
+                        self.right_heard = now;
+                    }
+                    Some(_) => {}
                 }
-                let at = (self.right_heard + self.cfg.heartbeat_timeout)
-                    .max(now + Duration::from_millis(1));
-                self.set_timer(at, Timer::HeartbeatCheck);
+                // Strictly in the future: either just reset to now, or not yet due.
+                self.set_timer(self.right_heard + timeout, Timer::HeartbeatCheck);
             }
             Timer::RtMaintenance => {
                 if self.state != NodeState::Ready {
@@ -1900,3 +1902,150 @@ impl<A: Address> Node<A> {
 
 /// Routing-table candidates a join request carries at most.
 const JOIN_ROWS_MAX: usize = 512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u128) -> Node<u32> {
+        Node::new(
+            Arc::new(Config::default()),
+            NodeId::from_u128(id),
+            id as u32,
+            1,
+        )
+    }
+
+    #[test]
+    fn a_lone_node_wakes_only_for_its_periodic_timers() {
+        let mut n = node(5);
+        n.start_ring(Instant::ZERO);
+        assert_eq!(n.state(), NodeState::Ready);
+        assert!(matches!(n.poll_event(), Some(Event::Ready)));
+        let mut wakes = 0;
+        let end = Instant::ZERO + Duration::from_secs(600);
+        while let Some(t) = n.poll_timeout().filter(|t| *t <= end) {
+            n.handle_timeout(t);
+            wakes += 1;
+            assert!(n.poll_transmit().is_none(), "nobody to talk to");
+        }
+        // Heartbeat every ~7 s, check every 8.5 s, table maintenance every ~300 s.
+        assert!((100..=250).contains(&wakes), "{wakes} wake-ups in 600 s");
+        // It is its own root for every key.
+        assert_eq!(n.decide(NodeId::from_u128(u128::MAX)), Decision::Deliver);
+    }
+
+    #[test]
+    fn time_never_goes_backwards() {
+        let mut n = node(5);
+        n.start_ring(Instant::from_micros(1_000_000));
+        n.handle_timeout(Instant::ZERO);
+        assert!(n.poll_timeout().unwrap() > Instant::from_micros(1_000_000));
+    }
+
+    #[test]
+    fn routing_decision_follows_the_paper() {
+        // |L| = 4: two neighbours a side fill the leaf set without covering the ring.
+        let cfg = Config {
+            leaf_set_size: 4,
+            max_reroutes: 4,
+            ..Config::default()
+        };
+        let mut n = Node::new(Arc::new(cfg), NodeId::from_u128(0x5000 << 112), 1u32, 1);
+        let me = n.handle();
+        let h = |v: u128| NodeHandle::new(NodeId::from_u128(v), v as u32);
+        // Leaf set: two close neighbours each side; table: one node in row 0, column 9.
+        let mut ev = Vec::new();
+        for v in [
+            (0x5000 << 112) + 10,
+            (0x5000 << 112) + 20,
+            (0x5000 << 112) - 10,
+            (0x5000 << 112) - 20,
+        ] {
+            n.t.leaf_set.insert(h(v), Rtt::UNKNOWN, &mut ev);
+        }
+        n.t.routing_table
+            .insert(h(0x9abc << 112), Rtt::from_sample(100));
+        n.t.routing_table
+            .insert(h(0x5100 << 112), Rtt::from_sample(100));
+        // In leaf-set range.
+        assert!(!n.t.leaf_set.covers_ring());
+        assert_eq!(
+            n.decide(NodeId::from_u128((0x5000 << 112) + 16)),
+            Decision::Forward {
+                to: h((0x5000 << 112) + 20),
+                rare: false
+            }
+        );
+        assert_eq!(
+            n.decide(NodeId::from_u128((0x5000 << 112) + 2)),
+            Decision::Deliver
+        );
+        // Routing table: one more digit.
+        assert_eq!(
+            n.decide(NodeId::from_u128(0x9fff << 112)),
+            Decision::Forward {
+                to: h(0x9abc << 112),
+                rare: false
+            }
+        );
+        // Rare case: no entry for digit 0xc; the known node sharing as long a prefix (0) and
+        // numerically closer to the key is chosen.
+        assert_eq!(
+            n.decide(NodeId::from_u128(0xc000 << 112)),
+            Decision::Forward {
+                to: h(0x9abc << 112),
+                rare: true
+            }
+        );
+        assert_eq!(
+            me.id.shared_prefix_len(NodeId::from_u128(0x51ff << 112), 4),
+            1
+        );
+        assert_eq!(
+            n.decide(NodeId::from_u128(0x51ff << 112)),
+            Decision::Forward {
+                to: h(0x5100 << 112),
+                rare: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_suspected_closer_member_holds_delivery() {
+        let mut n = node(1000);
+        n.start_ring(Instant::ZERO);
+        let other = NodeHandle::new(NodeId::from_u128(1010), 7u32);
+        let mut ev = Vec::new();
+        n.t.leaf_set.insert(other, Rtt::UNKNOWN, &mut ev);
+        let key = NodeId::from_u128(1009);
+        assert_eq!(
+            n.decide(key),
+            Decision::Forward {
+                to: other,
+                rare: false
+            }
+        );
+        n.probe(Instant::ZERO, other, P_SUSPECT);
+        assert_eq!(n.decide(key), Decision::Hold(other.id));
+        // A message for that key is held, not delivered, until the probe settles.
+        while n.poll_event().is_some() {}
+        n.route(Instant::ZERO, key, 1, Bytes::from_static(b"k"))
+            .unwrap();
+        assert_eq!(n.held_len(), 1);
+        assert!(n.poll_event().is_none());
+        // The suspect never answers: after the retries it is declared dead and we deliver.
+        let end = Instant::ZERO + Duration::from_secs(20);
+        while let Some(t) = n.poll_timeout().filter(|t| *t <= end) {
+            n.handle_timeout(t);
+        }
+        assert_eq!(n.held_len(), 0);
+        assert!(!n.leaf_set().contains(other.id));
+        let mut delivered = false;
+        while let Some(e) = n.poll_event() {
+            delivered |= matches!(e, Event::Delivered(ref d) if d.key == key);
+        }
+        assert!(delivered);
+        assert_eq!(n.stats().nodes_declared_dead, 1);
+    }
+}
