@@ -264,3 +264,51 @@ fn message_loss_keeps_delivery_exactly_once_and_heals() {
         m.check_leaf_sets()
     });
 }
+
+#[test]
+fn churn_with_lookups_throughout() {
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(60, Duration::from_millis(300));
+        m.run_for(secs(30));
+        let start = m.deliveries.len();
+        let mut sent = 0;
+        // Every 5 s a node crashes, leaves or joins; two lookups every 500 ms.
+        for step in 0..300 {
+            if step % 10 == 0 {
+                match m.random_id().as_u128() % 4 {
+                    0 => {
+                        let v = m.random_live_ready().unwrap();
+                        m.leave(v);
+                    }
+                    1 => {
+                        let v = m.random_live_ready().unwrap();
+                        m.crash(v);
+                    }
+                    _ => {
+                        let b = m.random_live_ready().unwrap();
+                        let i = m.add_node();
+                        m.join(i, b);
+                    }
+                }
+            }
+            for _ in 0..2 {
+                let from = m.random_live_ready().unwrap();
+                let key = m.random_id();
+                m.route(from, key, b"x");
+                sent += 1;
+            }
+            m.run_for(Duration::from_millis(500));
+        }
+        m.run_for(secs(60));
+        let delivered = m.deliveries.len() - start;
+        if delivered != sent || !m.failures.is_empty() {
+            return Err(format!(
+                "{delivered} of {sent} delivered, {} failures",
+                m.failures.len()
+            ));
+        }
+        no_violations(&m)?;
+        m.check_leaf_sets()
+    });
+}
