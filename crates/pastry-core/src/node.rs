@@ -659,7 +659,7 @@ impl<A: Address> Node<A> {
         if self.state != NodeState::Idle {
             return;
         }
-        self.now = now;
+        let now = self.tick(now);
         self.become_ready(now);
     }
 
@@ -669,7 +669,7 @@ impl<A: Address> Node<A> {
         if self.state != NodeState::Idle {
             return;
         }
-        self.now = now;
+        let now = self.tick(now);
         let bootstraps: Vec<A> = bootstrap
             .iter()
             .copied()
@@ -721,7 +721,7 @@ impl<A: Address> Node<A> {
         req: RouteRequest<A>,
     ) -> Result<RequestId, RouteError> {
         self.check_route(&req.data)?;
-        self.now = now;
+        let now = self.tick(now);
         self.next_request += 1;
         let request = self.next_request;
         self.originate(now, req, request);
@@ -754,7 +754,7 @@ impl<A: Address> Node<A> {
         data: Bytes,
     ) -> Result<(), RouteError> {
         self.check_route(&data)?;
-        self.now = now;
+        let now = self.tick(now);
         self.send(to.addr, Body::Direct { app, data });
         Ok(())
     }
@@ -764,7 +764,7 @@ impl<A: Address> Node<A> {
         if self.state == NodeState::Left {
             return;
         }
-        self.now = now;
+        let now = self.tick(now);
         if self.state != NodeState::Idle {
             let leaf_set = self.t.leaf_set.handles();
             for h in &leaf_set {
@@ -792,7 +792,7 @@ impl<A: Address> Node<A> {
 
     /// Processes a message that arrived from `from`.
     pub fn handle_message(&mut self, now: Instant, from: A, msg: Message<A>) {
-        self.now = now.max(self.now);
+        let now = self.tick(now);
         let kind = msg.body.kind();
         self.stats.received[kind as usize - 1] += 1;
         if matches!(self.state, NodeState::Idle | NodeState::Left) || msg.sender == self.t.me.id {
@@ -911,7 +911,7 @@ impl<A: Address> Node<A> {
 
     /// Processes every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now.max(self.now);
+        let now = self.tick(now);
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -922,6 +922,12 @@ impl<A: Address> Node<A> {
     }
 
     // ---- internals: sending and timers ----
+
+    /// Advances the node's clock to `now`, never backwards; returns the clock.
+    fn tick(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
 
     fn send(&mut self, to: A, body: Body<A>) {
         self.stats.sent[body.kind() as usize - 1] += 1;
