@@ -754,7 +754,7 @@ impl<A: Address> Node<A> {
         data: Bytes,
     ) -> Result<(), RouteError> {
         self.check_route(&data)?;
-        let now = self.tick(now);
+        self.tick(now);
         self.send(to.addr, Body::Direct { app, data });
         Ok(())
     }
@@ -764,7 +764,7 @@ impl<A: Address> Node<A> {
         if self.state == NodeState::Left {
             return;
         }
-        let now = self.tick(now);
+        self.tick(now);
         if self.state != NodeState::Idle {
             let leaf_set = self.t.leaf_set.handles();
             for h in &leaf_set {
