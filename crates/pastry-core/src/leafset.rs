@@ -148,6 +148,19 @@ impl<A: Copy + PartialEq> LeafSet<A> {
             .find(|l| l.handle.id == id)
     }
 
+    /// Changes the address of member `id` (it came back at another address); true if it
+    /// is a member.
+    pub fn set_addr(&mut self, id: NodeId, addr: A) -> bool {
+        let mut found = false;
+        for l in self.left.iter_mut().chain(self.right.iter_mut()) {
+            if l.handle.id == id {
+                l.handle.addr = addr;
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Folds an RTT sample into the member's estimate (on both sides when it is on both).
     pub fn record_rtt(&mut self, id: NodeId, rtt_us: u32) {
         for l in self.left.iter_mut().chain(self.right.iter_mut()) {

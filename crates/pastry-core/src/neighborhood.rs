@@ -49,6 +49,17 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         true
     }
 
+    /// Changes the address of member `id`; true if it is a member.
+    pub fn set_addr(&mut self, id: NodeId, addr: A) -> bool {
+        match self.entries.iter_mut().find(|e| e.handle.id == id) {
+            Some(e) => {
+                e.handle.addr = addr;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes `id`; true if it was a member.
     pub fn remove(&mut self, id: NodeId) -> bool {
         let n = self.entries.len();

@@ -538,7 +538,9 @@ impl<A: Address> Node<A> {
             right: None,
             right_heard: Instant::ZERO,
             next_id: 0,
-            next_request: 0,
+            // Request ids start at a random point, so that a node restarted under the same
+            // id is not taken for a repeat of its former self by the roots' de-duplication.
+            next_request: Rng::new(seed ^ 0x5eed_0f_4e9e57).next_u64() >> 1,
             recent_deliveries: VecDeque::new(),
             now: Instant::ZERO,
             stats: Stats::default(),
@@ -755,8 +757,29 @@ impl<A: Address> Node<A> {
     ) -> Result<(), RouteError> {
         self.check_route(&data)?;
         self.tick(now);
-        self.send(to.addr, Body::Direct { app, data });
+        self.direct(to, app, data);
         Ok(())
+    }
+
+    /// Sends a direct message, or hands it over locally when `to` is this node (a "send to
+    /// every replica" loop includes ourselves).
+    fn direct(&mut self, to: NodeHandle<A>, app: AppId, data: Bytes) {
+        if to.id == self.t.me.id {
+            let me = self.t.me;
+            self.deliver_direct(me, app, data);
+        } else {
+            self.send(to.addr, Body::Direct { app, data });
+        }
+    }
+
+    fn deliver_direct(&mut self, from: NodeHandle<A>, app: AppId, data: Bytes) {
+        if self
+            .with_app(app, |a, ctx| a.direct(ctx, from, data.clone()))
+            .is_none()
+        {
+            self.events
+                .push_back(Event::DirectDelivered { from, app, data });
+        }
     }
 
     /// Leaves the ring gracefully: tells the leaf set, then ignores all input.
@@ -807,15 +830,8 @@ impl<A: Address> Node<A> {
                 self.heard_from(now, sender, true);
                 if data.len() > self.cfg.max_payload_bytes {
                     self.stats.ignored += 1;
-                } else if self
-                    .with_app(app, |a, ctx| a.direct(ctx, sender, data.clone()))
-                    .is_none()
-                {
-                    self.events.push_back(Event::DirectDelivered {
-                        from: sender,
-                        app,
-                        data,
-                    });
+                } else {
+                    self.deliver_direct(sender, app, data);
                 }
             }
             Body::JoinReply { leaf_set, rows } => self.on_join_reply(now, sender, leaf_set, rows),
@@ -1385,6 +1401,21 @@ impl<A: Address> Node<A> {
     /// `sender` just talked to us, so it is alive: lift any suspicion, refresh the
     /// heartbeat clock, and (if `may_insert`) take it into the leaf set if it belongs there.
     fn heard_from(&mut self, now: Instant, sender: NodeHandle<A>, may_insert: bool) {
+        // A node that restarted under the same id at another address: follow it.
+        if self
+            .t
+            .known()
+            .any(|h| h.id == sender.id && h.addr != sender.addr)
+        {
+            self.t.leaf_set.set_addr(sender.id, sender.addr);
+            if self.t.routing_table.find(sender.id).is_some() {
+                self.t.routing_table.insert(sender, Rtt::UNKNOWN);
+            }
+            self.t.neighborhood.set_addr(sender.id, sender.addr);
+        }
+        if let Some(p) = self.probes.get_mut(&sender.id) {
+            p.addr = sender.addr;
+        }
         if let Some(p) = self.probes.get_mut(&sender.id)
             && p.flags & P_SUSPECT != 0
         {
@@ -1415,6 +1446,9 @@ impl<A: Address> Node<A> {
         if h.id == self.t.me.id {
             return;
         }
+        // Gossip may name a node we know at another (stale or forged) address: probe the
+        // address we know, or a lie about it would get a live member declared dead.
+        let h = self.t.known().find(|k| k.id == h.id).unwrap_or(h);
         if let Some(p) = self.probes.get_mut(&h.id) {
             p.flags |= flags;
             return;
@@ -1577,8 +1611,13 @@ impl<A: Address> Node<A> {
 
     fn leaf_insert(&mut self, now: Instant, h: NodeHandle<A>, rtt: Rtt) {
         let mut evicted = Vec::new();
+        let was_member = self.t.leaf_set.contains(h.id);
         if self.t.leaf_set.insert(h, rtt, &mut evicted) {
-            self.leaf_changed(h, true);
+            // A member may also take a slot on the other side (small rings, or after a
+            // failure left that side short): that is not a join.
+            if !was_member {
+                self.leaf_changed(h, true);
+            }
             for e in evicted {
                 self.leaf_changed(e, false);
             }
@@ -1631,8 +1670,15 @@ impl<A: Address> Node<A> {
     fn consider_leaves(&mut self, now: Instant, list: &[NodeHandle<A>]) {
         let joining = self.state == NodeState::Joining;
         for h in list {
-            if h.id == self.t.me.id || self.t.leaf_set.contains(h.id) || self.recently_failed(h.id)
-            {
+            if h.id == self.t.me.id || self.recently_failed(h.id) {
+                continue;
+            }
+            if let Some(l) = self.t.leaf_set.get(h.id).copied() {
+                // Already a member (alive as far as we know) that now also belongs on the
+                // other side, e.g. after a failure there in a small ring.
+                if self.t.leaf_set.would_accept(h.id) {
+                    self.leaf_insert(now, l.handle, l.rtt);
+                }
                 continue;
             }
             if self.t.leaf_set.would_accept(h.id) {
@@ -1897,7 +1943,7 @@ impl<A: Address> Node<A> {
             }
             AppCommand::Direct { to, data } => {
                 if self.check_route(&data).is_ok() {
-                    self.send(to.addr, Body::Direct { app, data });
+                    self.direct(to, app, data);
                 }
             }
             AppCommand::Timer { at, token } => self.set_timer(at, Timer::App(app, token)),
