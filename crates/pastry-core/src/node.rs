@@ -540,7 +540,7 @@ impl<A: Address> Node<A> {
             next_id: 0,
             // Request ids start at a random point, so that a node restarted under the same
             // id is not taken for a repeat of its former self by the roots' de-duplication.
-            next_request: Rng::new(seed ^ 0x5eed_0f_4e9e57).next_u64() >> 1,
+            next_request: Rng::new(seed ^ 0x5eed_0f4e_9e57).next_u64() >> 1,
             recent_deliveries: VecDeque::new(),
             now: Instant::ZERO,
             stats: Stats::default(),
