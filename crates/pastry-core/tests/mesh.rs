@@ -312,3 +312,35 @@ fn churn_with_lookups_throughout() {
         m.check_leaf_sets()
     });
 }
+
+#[test]
+fn a_member_that_vanishes_unnoticed_by_its_neighbours_is_dropped() {
+    use pastry_core::leafset::Side;
+    use pastry_core::{Body, Message};
+    for_seeds(|seed| {
+        let mut m = Mesh::new(Config::default(), seed);
+        m.build_ring(40, secs(1));
+        m.run_for(secs(30));
+        let a = m.random_live_ready().unwrap();
+        // A phantom with an id between node a's two farthest right members says hello to a
+        // alone, then is never heard of again (its address is a crashed node's). It is not
+        // a's neighbour, so a never misses its heartbeats, and nobody else knows it: the
+        // heartbeat anti-entropy has to spread it, get it probed, and spread its failure.
+        let right = m.nodes[a as usize].leaf_set().side(Side::Right).to_vec();
+        let (lo, hi) = (right[6].handle.id, right[7].handle.id);
+        let phantom = lo.wrapping_add(lo.cw_distance(hi) / 2);
+        let ghost = m.add_node();
+        m.crash(ghost);
+        let now = m.now();
+        let hello = Message { sender: phantom, body: Body::Probe { nonce: 1, joining: false, want_leaf_set: false } };
+        m.nodes[a as usize].handle_message(now, ghost, hello);
+        if !m.nodes[a as usize].leaf_set().contains(phantom) {
+            return Err("the phantom was not taken into the leaf set".into());
+        }
+        m.run_for(secs(120));
+        if m.nodes[a as usize].leaf_set().contains(phantom) {
+            return Err("the phantom is still in the leaf set".into());
+        }
+        m.check_leaf_sets()
+    });
+}
