@@ -332,7 +332,14 @@ fn a_member_that_vanishes_unnoticed_by_its_neighbours_is_dropped() {
         let ghost = m.add_node();
         m.crash(ghost);
         let now = m.now();
-        let hello = Message { sender: phantom, body: Body::Probe { nonce: 1, joining: false, want_leaf_set: false } };
+        let hello = Message {
+            sender: phantom,
+            body: Body::Probe {
+                nonce: 1,
+                joining: false,
+                want_leaf_set: false,
+            },
+        };
         m.nodes[a as usize].handle_message(now, ghost, hello);
         if !m.nodes[a as usize].leaf_set().contains(phantom) {
             return Err("the phantom was not taken into the leaf set".into());
