@@ -142,10 +142,13 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// The member with this id.
     pub fn get(&self, id: NodeId) -> Option<&Leaf<A>> {
-        self.left
-            .iter()
-            .chain(&self.right)
-            .find(|l| l.handle.id == id)
+        // Binary search on each side.
+        [Side::Left, Side::Right].into_iter().find_map(|side| {
+            let v = self.side(side);
+            let d = self.dist(side, id);
+            let pos = v.partition_point(|l| self.dist(side, l.handle.id) < d);
+            v.get(pos).filter(|l| l.handle.id == id)
+        })
     }
 
     /// Changes the address of member `id` (it came back at another address); true if it

@@ -205,6 +205,8 @@ const P_SUSPECT: u8 = 1; // a member is suspected: excluded from routing until a
 const P_JOIN: u8 = 2; // counts towards the consistent join
 const P_WANT_LS: u8 = 4; // ask for the leaf set
 const P_RT: u8 = 8; // a routing-table candidate: measure RTT, then announce ourselves
+const P_NOTICE: u8 = 16; // only suspected because another node said so (second hand)
+const P_LEAF: u8 = 32; // a leaf-set candidate: its failure matters to our neighbours
 
 #[derive(Debug, Clone)]
 struct Probe<A> {
@@ -214,6 +216,15 @@ struct Probe<A> {
     sent_at: Instant,
     tries: u32,
     flags: u8,
+}
+
+/// A node recently found dead or gone.
+#[derive(Debug, Clone, Copy)]
+struct Failed {
+    id: NodeId,
+    at: Instant,
+    /// It was, or was about to be, a leaf-set member: our neighbours care.
+    leaf: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -367,6 +378,22 @@ impl<A: Address> Tables<A> {
             .chain(self.neighborhood.entries().iter().map(|e| e.handle))
     }
 
+    /// The handle we hold for `id` in any table (cheap: a table slot, two binary searches
+    /// and a scan of the neighbourhood set).
+    fn find(&self, id: NodeId) -> Option<NodeHandle<A>> {
+        if let Some(e) = self.routing_table.find(id) {
+            return Some(e.handle);
+        }
+        if let Some(l) = self.leaf_set.get(id) {
+            return Some(l.handle);
+        }
+        self.neighborhood
+            .entries()
+            .iter()
+            .find(|e| e.handle.id == id)
+            .map(|e| e.handle)
+    }
+
     /// RTT estimate to a known node.
     fn rtt(&self, id: NodeId) -> Rtt {
         if let Some(l) = self.leaf_set.get(id) {
@@ -383,13 +410,7 @@ impl<A: Address> Tables<A> {
     }
 
     fn is_known(&self, id: NodeId) -> bool {
-        self.leaf_set.contains(id)
-            || self.routing_table.find(id).is_some()
-            || self
-                .neighborhood
-                .entries()
-                .iter()
-                .any(|e| e.handle.id == id)
+        self.find(id).is_some()
     }
 
     pub(crate) fn local_lookup(&self, key: NodeId, num: usize) -> Vec<NodeHandle<A>> {
@@ -493,7 +514,7 @@ pub struct Node<A: Address> {
     probes: BTreeMap<NodeId, Probe<A>>,
     acks: BTreeMap<u64, PendingHop<A>>,
     held: VecDeque<Held<A>>,
-    failed: VecDeque<(NodeId, Instant)>,
+    failed: VecDeque<Failed>,
     join: Option<Box<Join<A>>>,
     right: Option<NodeId>,
     right_heard: Instant,
@@ -640,12 +661,20 @@ impl<A: Address> Node<A> {
 
     /// The next message to send, if any. Drain until `None` after every input.
     pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front();
+        if t.is_none() {
+            shrink_idle(&mut self.transmits);
+        }
+        t
     }
 
     /// The next event, if any. Drain until `None` after every input.
     pub fn poll_event(&mut self) -> Option<Event<A>> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() {
+            shrink_idle(&mut self.events);
+        }
+        e
     }
 
     /// The earliest deadline at which [`Node::handle_timeout`] must be called. Does not
@@ -919,7 +948,7 @@ impl<A: Address> Node<A> {
                 self.t.neighborhood.insert(sender, rtt_us);
             }
             Body::Leave { leaf_set } => {
-                self.remove_node(now, sender.id, false);
+                self.remove_node(now, sender.id, false, 0);
                 self.consider_leaves(now, &leaf_set);
             }
         }
@@ -934,6 +963,14 @@ impl<A: Address> Node<A> {
             }
             self.timers.pop();
             self.on_timer(now, timer);
+        }
+        // A burst (a join, a failure) can leave the heap mostly empty: give memory back, as
+        // a simulator holds a million of these.
+        if self.timers.capacity() > 64 && self.timers.len() * 4 < self.timers.capacity() {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if self.held.is_empty() {
+            shrink_idle(&mut self.held);
         }
     }
 
@@ -1049,33 +1086,36 @@ impl<A: Address> Node<A> {
         }
     }
 
+    /// Recent failures of nodes in (or due in) our leaf set: what heartbeats gossip. Failures
+    /// of far nodes (routing-table candidates) concern nobody near us.
     fn recent_failures(&mut self, now: Instant) -> Vec<NodeId> {
         let ttl = self.cfg.failed_set_ttl;
-        while self
-            .failed
-            .front()
-            .is_some_and(|(_, at)| now.saturating_since(*at) > ttl)
-        {
-            self.failed.pop_front();
-        }
-        self.failed.iter().map(|(id, _)| *id).collect()
+        self.failed.retain(|f| now.saturating_since(f.at) <= ttl);
+        self.failed
+            .iter()
+            .filter(|f| f.leaf)
+            .map(|f| f.id)
+            .collect()
     }
 
     fn recently_failed(&self, id: NodeId) -> bool {
         self.failed
             .iter()
-            .any(|(f, at)| *f == id && self.now.saturating_since(*at) <= self.cfg.failed_set_ttl)
+            .any(|f| f.id == id && self.now.saturating_since(f.at) <= self.cfg.failed_set_ttl)
     }
 
-    fn add_failed(&mut self, now: Instant, id: NodeId) {
-        self.failed.retain(|(f, _)| *f != id);
+    /// Remembers a failure. When full, far nodes' entries go first: under churn a node sees
+    /// many of those, and they must not push out the ones its neighbours need to hear of.
+    fn add_failed(&mut self, now: Instant, id: NodeId, leaf: bool) {
+        self.failed.retain(|f| f.id != id);
         if self.cfg.failed_set_size == 0 {
             return;
         }
         if self.failed.len() >= self.cfg.failed_set_size {
-            self.failed.pop_front();
+            let victim = self.failed.iter().position(|f| !f.leaf).unwrap_or(0);
+            self.failed.remove(victim);
         }
-        self.failed.push_back((id, now));
+        self.failed.push_back(Failed { id, at: now, leaf });
     }
 
     // ---- internals: routing ----
@@ -1194,7 +1234,7 @@ impl<A: Address> Node<A> {
                 // The message waits for `s`'s probe to settle. `s` may be excluded only for
                 // this message (it missed this message's ack) without being under probe: probe
                 // it now, or the message would wait for nothing.
-                let known = self.t.known().find(|h| h.id == s);
+                let known = self.t.find(s);
                 if !self.is_suspect(s)
                     && let Some(h) = known
                 {
@@ -1404,8 +1444,8 @@ impl<A: Address> Node<A> {
         // A node that restarted under the same id at another address: follow it.
         if self
             .t
-            .known()
-            .any(|h| h.id == sender.id && h.addr != sender.addr)
+            .find(sender.id)
+            .is_some_and(|h| h.addr != sender.addr)
         {
             self.t.leaf_set.set_addr(sender.id, sender.addr);
             if self.t.routing_table.find(sender.id).is_some() {
@@ -1422,7 +1462,7 @@ impl<A: Address> Node<A> {
             p.flags &= !P_SUSPECT;
             self.release(now, Wait::Suspect(sender.id));
         }
-        self.failed.retain(|(f, _)| *f != sender.id);
+        self.failed.retain(|f| f.id != sender.id);
         if may_insert && self.t.leaf_set.would_accept(sender.id) {
             let rtt = self.t.rtt(sender.id);
             self.leaf_insert(now, sender, rtt);
@@ -1448,9 +1488,14 @@ impl<A: Address> Node<A> {
         }
         // Gossip may name a node we know at another (stale or forged) address: probe the
         // address we know, or a lie about it would get a live member declared dead.
-        let h = self.t.known().find(|k| k.id == h.id).unwrap_or(h);
+        let h = self.t.find(h.id).unwrap_or(h);
         if let Some(p) = self.probes.get_mut(&h.id) {
-            p.flags |= flags;
+            // Second-hand suspicion stays second hand only while nothing else asks for the
+            // probe; any other reason makes the result first-hand evidence.
+            p.flags |= flags & !P_NOTICE;
+            if flags & P_NOTICE == 0 {
+                p.flags &= !P_NOTICE;
+            }
             return;
         }
         let essential = flags & (P_SUSPECT | P_JOIN) != 0;
@@ -1535,7 +1580,14 @@ impl<A: Address> Node<A> {
         if p.nonce != nonce {
             return;
         }
-        if p.tries < self.cfg.probe_retries {
+        // A failure notice was already checked with every retry by its sender: one retry
+        // (against a lost packet) is enough to confirm it.
+        let retries = if p.flags & P_NOTICE != 0 {
+            self.cfg.probe_retries.min(1)
+        } else {
+            self.cfg.probe_retries
+        };
+        if p.tries < retries {
             p.tries += 1;
             let nonce = self.next_id + 1;
             self.next_id = nonce;
@@ -1548,7 +1600,7 @@ impl<A: Address> Node<A> {
         let Some(p) = self.probes.remove(&id) else {
             return;
         };
-        self.remove_node(now, id, true);
+        self.remove_node(now, id, true, p.flags);
         if p.flags & P_JOIN != 0 {
             self.join_probe_done(now, id);
         }
@@ -1559,21 +1611,27 @@ impl<A: Address> Node<A> {
         if id == self.t.me.id {
             return;
         }
-        if self.t.is_known(id) {
-            let addr = self.t.known().find(|h| h.id == id).map(|h| h.addr);
-            if let Some(addr) = addr {
-                self.probe(now, NodeHandle::new(id, addr), P_SUSPECT);
-            }
+        if let Some(h) = self.t.find(id) {
+            self.probe(now, h, P_SUSPECT | P_NOTICE);
         } else if !self.probes.contains_key(&id) {
-            self.add_failed(now, id);
+            // Remembered so stale gossip cannot bring it back, but not passed on: each hop
+            // re-gossiping with a fresh timestamp would keep a failure circling the ring
+            // for ever and flood every failed set.
+            self.add_failed(now, id, false);
         }
     }
 
     /// Removes a node found dead (`dead`) or gone (`Leave`) from every table, tells the leaf
-    /// set when it was a member, and starts repair.
-    fn remove_node(&mut self, now: Instant, id: NodeId, dead: bool) {
+    /// set when it was a member, and starts repair. `probe_flags` are those of the probe
+    /// that found it dead, if one did.
+    fn remove_node(&mut self, now: Instant, id: NodeId, dead: bool, probe_flags: u8) {
+        // Only first-hand findings are announced: a notice's receivers confirming it must
+        // not re-announce it to their own leaf sets (|L|^2 messages per failure).
+        let announce = probe_flags & P_NOTICE == 0;
         let was_known = self.t.is_known(id);
-        self.add_failed(now, id);
+        let leaf = self.t.leaf_set.contains(id) || probe_flags & (P_LEAF | P_NOTICE) != 0;
+        self.add_failed(now, id, leaf);
+        let side = self.t.leaf_set.side_of(id);
         let was_leaf = self.leaf_remove(now, id);
         let rt_slot = self.t.routing_table.remove(id);
         self.t.neighborhood.remove(id);
@@ -1585,7 +1643,26 @@ impl<A: Address> Node<A> {
         if was_known && dead {
             self.stats.nodes_declared_dead += 1;
         }
-        if was_leaf && dead && self.state == NodeState::Ready {
+        if was_leaf && dead && announce && self.state == NodeState::Ready {
+            // Failures come in runs (a rack, a partition side, a crashed process with
+            // several nodes): check the next member beyond the dead one now rather than
+            // wait for heartbeats to find each in turn. If it is dead too, this repeats.
+            let me = self.t.me.id;
+            let out = |x: NodeId| match side {
+                Some(Side::Left) => x.cw_distance(me),
+                _ => me.cw_distance(x),
+            };
+            let next = side.and_then(|s| {
+                self.t
+                    .leaf_set
+                    .side(s)
+                    .iter()
+                    .find(|l| out(l.handle.id) > out(id))
+                    .map(|l| l.handle)
+            });
+            if let Some(n) = next {
+                self.probe(now, n, 0);
+            }
             let leaf_set = self.t.leaf_set.handles();
             for h in &leaf_set {
                 self.send(
@@ -1683,9 +1760,9 @@ impl<A: Address> Node<A> {
             }
             if self.t.leaf_set.would_accept(h.id) {
                 let flags = if joining {
-                    P_JOIN | P_WANT_LS | P_RT
+                    P_JOIN | P_WANT_LS | P_RT | P_LEAF
                 } else {
-                    P_RT
+                    P_RT | P_LEAF
                 };
                 self.probe(now, *h, flags);
                 if joining
@@ -1949,6 +2026,13 @@ impl<A: Address> Node<A> {
             AppCommand::Timer { at, token } => self.set_timer(at, Timer::App(app, token)),
             AppCommand::Notify(value) => self.events.push_back(Event::Application { app, value }),
         }
+    }
+}
+
+/// Frees an empty queue's buffer once a burst has grown it.
+fn shrink_idle<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 8 {
+        *q = VecDeque::new();
     }
 }
 
