@@ -1,0 +1,236 @@
+//! `pastry sim`: the command-line front of the simulator.
+//!
+//! [`SimArgs`] are the flags (clap derive); [`run`] turns them into [`SimOptions`], runs,
+//! prints the summary (or JSON), writes the trace and plots, and returns the exit code:
+//! 0 when the checkers are happy, 1 (with the seed printed) when a run that should have no
+//! violation had one. Bad input is an `Err` with a clear message, never a panic.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use pastry_core::Config;
+
+use crate::net::TopologySpec;
+use crate::sim::{Churn, SimOptions, Simulation};
+use crate::workload::{Partition, SessionDist, load_trace, parse_duration, parse_partition};
+
+/// Session-time distribution names on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DistArg {
+    /// Exponential.
+    Exp,
+    /// Pareto (shape from `--churn-pareto-alpha`).
+    Pareto,
+}
+
+/// Options of `pastry sim`. Durations take `ms`, `s`, `m` or `h` (default seconds).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Ring size, built through the join protocol.
+    #[arg(long, default_value_t = 10_000)]
+    pub nodes: usize,
+    /// Lookups between random nodes and random keys, spread over `--duration`.
+    #[arg(long, default_value_t = 100_000)]
+    pub lookups: u64,
+    /// Seed of every random choice; the same seed and flags give the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Bits per digit (1..=8).
+    #[arg(long, default_value_t = 4)]
+    pub b: u8,
+    /// Leaf-set size |L| (even, 2..=64).
+    #[arg(long = "leaf-set", default_value_t = 16)]
+    pub leaf_set: usize,
+    /// Network model: plane, sphere or matrix:FILE (an all-pairs RTT matrix in ms).
+    #[arg(long, default_value = "plane")]
+    pub topology: TopologySpec,
+    /// Probability that a message is lost (0 to <1).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Extra one-way delay per message, uniform in [0, JITTER].
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub jitter: Duration,
+    /// Joins in flight at once while building; 0 = nodes / 500 (at least 1, at most 2000).
+    #[arg(long = "concurrent-joins", default_value_t = 0)]
+    pub concurrent_joins: usize,
+    /// Quiet time after the build, before measuring.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Length of the measurement phase (lookups, churn, failures, partition).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Quiet time after the measurement phase, before the final leaf-set check.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub cooldown: Duration,
+    /// Churn: mean session time (turns on Poisson arrivals and departures).
+    #[arg(long = "churn-session", value_parser = parse_duration, conflicts_with = "churn_trace")]
+    pub churn_session: Option<Duration>,
+    /// Churn: session-time distribution.
+    #[arg(long = "churn-dist", value_enum, default_value_t = DistArg::Exp)]
+    pub churn_dist: DistArg,
+    /// Churn: Pareto shape (> 1).
+    #[arg(long = "churn-pareto-alpha", default_value_t = 2.0)]
+    pub churn_pareto_alpha: f64,
+    /// Churn: fraction of departures that are graceful leaves (the rest crash).
+    #[arg(long = "churn-graceful", default_value_t = 0.0)]
+    pub churn_graceful: f64,
+    /// Churn: a trace file of `SECONDS join|leave|crash LABEL` lines (from the start of
+    /// the measurement phase).
+    #[arg(long = "churn-trace")]
+    pub churn_trace: Option<PathBuf>,
+    /// Crash this fraction of the live nodes at once at `--fail-at`.
+    #[arg(long = "fail-fraction")]
+    pub fail_fraction: Option<f64>,
+    /// When the mass failure happens, from the start of the measurement phase.
+    #[arg(long = "fail-at", default_value = "10s", value_parser = parse_duration)]
+    pub fail_at: Duration,
+    /// Partition the ring into two halves: START:LENGTH from the start of the measurement
+    /// phase, e.g. 20s:30s.
+    #[arg(long, value_parser = parse_partition)]
+    pub partition: Option<Partition>,
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a JSON-lines trace: one line per lookup and per live node at the end.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Write SVG charts (hops histogram, RDP CDF, traffic over time) into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Never show the progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+}
+
+impl SimArgs {
+    /// The simulation options these flags describe.
+    ///
+    /// # Errors
+    /// Out-of-range values and unreadable churn traces.
+    pub fn options(&self) -> anyhow::Result<SimOptions> {
+        let config = Config {
+            b: self.b,
+            leaf_set_size: self.leaf_set,
+            ..Config::default()
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e} (from --b / --leaf-set)"))?;
+        let churn = if let Some(mean) = self.churn_session {
+            let dist = match self.churn_dist {
+                DistArg::Exp => SessionDist::Exponential,
+                DistArg::Pareto => SessionDist::Pareto {
+                    alpha: self.churn_pareto_alpha,
+                },
+            };
+            Some(Churn::Sessions {
+                mean,
+                dist,
+                graceful: self.churn_graceful,
+            })
+        } else if let Some(p) = &self.churn_trace {
+            Some(Churn::Trace(load_trace(p)?))
+        } else {
+            None
+        };
+        if !(0.0..=1.0).contains(&self.churn_graceful) {
+            anyhow::bail!(
+                "--churn-graceful must be in [0, 1], got {}",
+                self.churn_graceful
+            );
+        }
+        if !self.loss.is_finite() {
+            anyhow::bail!("--loss must be a number in [0, 1)");
+        }
+        Ok(SimOptions {
+            nodes: self.nodes,
+            lookups: self.lookups,
+            seed: self.seed,
+            config,
+            topology: self.topology.clone(),
+            loss: self.loss,
+            jitter: self.jitter,
+            concurrent_joins: self.concurrent_joins,
+            settle: self.settle,
+            duration: self.duration,
+            cooldown: self.cooldown,
+            churn,
+            fail_fraction: self.fail_fraction,
+            fail_at: self.fail_at,
+            partition: self.partition,
+        })
+    }
+}
+
+/// Runs `pastry sim`.
+///
+/// # Errors
+/// Bad flags, unreadable input files, unwritable output files.
+pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let opts = args.options()?;
+    let seed = opts.seed;
+    let mut sim = Simulation::new(opts)?;
+    if let Some(p) = &args.trace {
+        let f = File::create(p).with_context(|| format!("cannot create trace {}", p.display()))?;
+        sim.trace_to(BufWriter::new(f));
+    }
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create plot directory {}", dir.display()))?;
+    }
+    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(progress_bar);
+    if let Some(bar) = bar.clone() {
+        sim.on_progress(move |p| {
+            bar.set_message(format!("{} ({} events)", p.phase, p.events));
+            if p.total > 0 {
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+            }
+        });
+    }
+    let report = sim.run()?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        println!("{report}");
+    }
+    if let Some(dir) = &args.plot {
+        let files = crate::plot::write_plots(&report, dir)?;
+        if !args.json {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            println!("  plots     {}", names.join(", "));
+        }
+    }
+    if report.checks.ok() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "pastry sim: checker violations in a run that should have none; \
+             reproduce with --seed {seed} and the same flags:"
+        );
+        for p in &report.checks.problems {
+            eprintln!("  - {p}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -1,0 +1,35 @@
+//! Random loss and jitter on every link: per-hop acks and retries keep lookups delivered
+//! exactly once, and the leaf sets are correct once the run is over.
+
+use std::time::Duration;
+
+use pastry_sim::{SimOptions, Simulation};
+
+#[test]
+fn five_percent_loss_with_jitter() {
+    for seed in [11, 12] {
+        let opts = SimOptions {
+            nodes: 300,
+            lookups: 3000,
+            seed,
+            loss: 0.05,
+            jitter: Duration::from_millis(20),
+            settle: Duration::from_secs(10),
+            duration: Duration::from_secs(30),
+            cooldown: Duration::from_secs(60),
+            ..SimOptions::default()
+        };
+        let r = Simulation::new(opts).unwrap().run().unwrap();
+        assert!(!r.checks.expect_clean);
+        assert!(r.checks.ok(), "seed {seed}: {:?}", r.checks.problems);
+        assert!(r.traffic.dropped > 0);
+        assert!(r.lookups.delivered >= 2997, "seed {seed}: {:?}", r.lookups);
+        assert_eq!(r.lookups.duplicates, 0, "seed {seed}");
+        assert_eq!(r.lookups.wrong, 0, "seed {seed}");
+        assert_eq!(
+            r.checks.leaf_sets_wrong, 0,
+            "{:?}",
+            r.checks.leaf_set_examples
+        );
+    }
+}
