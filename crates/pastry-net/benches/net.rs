@@ -1,0 +1,414 @@
+//! Network benchmarks on 127.0.0.1 (not timed tests: the numbers depend on the machine).
+//!
+//! ```sh
+//! cargo build --release -p pastry                     # `reown` runs the real binary
+//! cargo bench -p pastry-net --bench net -- throughput # 2 processes x 16 nodes
+//! cargo bench -p pastry-net --bench net -- idle       # idle maintenance traffic per node
+//! cargo bench -p pastry-net --bench net -- reown      # kill -9 to key re-owned, 5 runs
+//! ```
+//! With no argument all three run. `throughput` starts a second copy of this program as the
+//! other process (`PASTRY_BENCH_CHILD=<bootstrap addr>`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use pastry_core::NodeId;
+use pastry_net::status::sum_metric;
+use pastry_net::{DeliveredEvent, Identity, NodeOptions, RunningNode, client, spawn};
+use tokio::sync::mpsc;
+
+const NODES_PER_PROCESS: usize = 16;
+const APP: u16 = 7;
+
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+async fn start_nodes(
+    n: usize,
+    bootstrap: Option<SocketAddr>,
+    sink: Option<mpsc::Sender<DeliveredEvent>>,
+) -> Vec<RunningNode> {
+    let mut nodes: Vec<RunningNode> = Vec::new();
+    for _ in 0..n {
+        let mut opts = NodeOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Identity::generate().unwrap(),
+        );
+        opts.deliveries = sink.clone();
+        opts.bootstrap = nodes
+            .first()
+            .map(|f| f.addr())
+            .into_iter()
+            .chain(bootstrap)
+            .collect();
+        let node = spawn(opts).await.unwrap();
+        node.wait_ready(Duration::from_secs(30)).await.unwrap();
+        nodes.push(node);
+    }
+    nodes
+}
+
+#[derive(Debug, Default)]
+struct PhaseResult {
+    sent: u64,
+    delivered: u64,
+    hop1_us: Vec<u64>,
+    e2e_us: Vec<u64>,
+    hops: u64,
+}
+
+/// Routes from `nodes` for `secs`: at `rate` msgs/s (0 = as fast as the nodes take them),
+/// collecting deliveries at this process's nodes.
+async fn phase(
+    nodes: &[RunningNode],
+    rx: &mut mpsc::Receiver<DeliveredEvent>,
+    secs: f64,
+    rate: u64,
+) -> PhaseResult {
+    let mut r = PhaseResult::default();
+    let clients: Vec<_> = nodes.iter().map(|n| n.client().clone()).collect();
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let sender = tokio::spawn(async move {
+        let mut rng = pastry_core::rng::Rng::new(wall_us());
+        let mut sent = 0u64;
+        while Instant::now() < end {
+            let batch = if rate == 0 { 64 } else { (rate / 1000).max(1) };
+            for _ in 0..batch {
+                let key = NodeId::from_u128(
+                    u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()),
+                );
+                let c = &clients[rng.below(clients.len() as u64) as usize];
+                let _ = c
+                    .send(key, APP, Bytes::copy_from_slice(&wall_us().to_be_bytes()))
+                    .await;
+                sent += 1;
+            }
+            if rate > 0 {
+                let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        sent
+    });
+    let drain_until = end + Duration::from_millis(500);
+    loop {
+        let left = drain_until.saturating_duration_since(Instant::now());
+        let Ok(Some(ev)) = tokio::time::timeout(left, rx.recv()).await else {
+            break;
+        };
+        let d = ev.delivery;
+        if d.app != APP || d.data.len() != 8 {
+            continue;
+        }
+        let sent_at = u64::from_be_bytes(d.data[..8].try_into().unwrap());
+        let lat = wall_us().saturating_sub(sent_at);
+        r.delivered += 1;
+        r.hops += u64::from(d.hops);
+        if d.hops == 1 {
+            r.hop1_us.push(lat);
+        }
+        r.e2e_us.push(lat);
+    }
+    r.sent = sender.await.unwrap();
+    r
+}
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+fn summary(tag: &str, r: &mut PhaseResult, secs: f64) -> String {
+    format!(
+        "{tag}: sent {:.0}/s, delivered here {:.0}/s, mean hops {:.2}, 1-hop latency p50 {} us p99 {} us, end-to-end p50 {} us p99 {} us",
+        r.sent as f64 / secs,
+        r.delivered as f64 / secs,
+        r.hops as f64 / r.delivered.max(1) as f64,
+        pct(&mut r.hop1_us, 0.5),
+        pct(&mut r.hop1_us, 0.99),
+        pct(&mut r.e2e_us, 0.5),
+        pct(&mut r.e2e_us, 0.99),
+    )
+}
+
+async fn forwarded(nodes: &[RunningNode]) -> u64 {
+    let mut f = 0;
+    for n in nodes {
+        f += n
+            .status()
+            .await
+            .map_or(0, |s| s.counters["forwarded"] + s.counters["delivered"]);
+    }
+    f
+}
+
+/// One process of the throughput benchmark: start nodes, wait for "go" on stdin, run the
+/// latency phase then the saturation phase, print results.
+async fn throughput_process(
+    bootstrap: Option<SocketAddr>,
+    ready: impl FnOnce(SocketAddr),
+    go: impl std::future::Future<Output = ()>,
+) -> Vec<String> {
+    let (tx, mut rx) = mpsc::channel(1 << 20);
+    let nodes = start_nodes(NODES_PER_PROCESS, bootstrap, Some(tx)).await;
+    ready(nodes[0].addr());
+    go.await;
+    let mut out = Vec::new();
+    let mut lat = phase(&nodes, &mut rx, 3.0, 2000).await;
+    out.push(summary(
+        "light load (2000 msgs/s sent per process)",
+        &mut lat,
+        3.0,
+    ));
+    let before = forwarded(&nodes).await;
+    let secs = 5.0;
+    let mut sat = phase(&nodes, &mut rx, secs, 0).await;
+    let handled = forwarded(&nodes).await - before;
+    out.push(summary("saturation", &mut sat, secs));
+    out.push(format!(
+        "saturation: hops handled here (forwarded + delivered) {:.0}/s",
+        handled as f64 / secs
+    ));
+    out
+}
+
+async fn throughput() {
+    // Parent: 16 nodes here, 16 in a child process.
+    let exe = std::env::current_exe().unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let mine = tokio::spawn(async move {
+        throughput_process(None, move |a| addr_tx.send(a).unwrap(), async {
+            let _ = go_rx.await;
+        })
+        .await
+    });
+    let addr = addr_rx.recv().unwrap();
+    let mut child = Command::new(exe)
+        .env("PASTRY_BENCH_CHILD", addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    assert_eq!(line, "ready");
+    writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+    let _ = go_tx.send(());
+    let mine = mine.await.unwrap();
+    println!("== throughput: 2 processes x {NODES_PER_PROCESS} nodes on 127.0.0.1");
+    for l in mine {
+        println!("process 1 {l}");
+    }
+    for l in lines.map_while(Result::ok) {
+        println!("process 2 {l}");
+    }
+    let _ = child.wait();
+}
+
+async fn throughput_child(bootstrap: SocketAddr) {
+    let out = throughput_process(
+        Some(bootstrap),
+        |_| {
+            println!("ready");
+            let _ = std::io::stdout().flush();
+        },
+        async {
+            let mut s = String::new();
+            let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut s)).await;
+        },
+    )
+    .await;
+    for l in out {
+        println!("{l}");
+    }
+}
+
+async fn idle() {
+    let n = 10;
+    let nodes = start_nodes(n, None, None).await;
+    let list = Arc::new(RwLock::new(
+        nodes.iter().map(|x| x.client().clone()).collect(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/metrics", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, pastry_net::http::router(list)).await });
+    let sample = |base: String| async move {
+        let m = tokio::task::spawn_blocking(move || client::get(&base).unwrap().body)
+            .await
+            .unwrap();
+        (
+            sum_metric(&m, "pastry_bytes_out_total"),
+            sum_metric(&m, "pastry_messages_out_total"),
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(20)).await; // let joins' probing settle
+    let (b0, m0) = sample(base.clone()).await;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(60)).await; // the measurement window
+    let (b1, m1) = sample(base).await;
+    let secs = t0.elapsed().as_secs_f64();
+    println!("== idle: {n} nodes, default config, 60 s window after 20 s warm-up");
+    println!(
+        "idle maintenance per node: {:.1} bytes/s, {:.3} messages/s",
+        (b1 - b0) / secs / n as f64,
+        (m1 - m0) / secs / n as f64
+    );
+}
+
+fn pastry_bin() -> String {
+    std::env::var("PASTRY_BIN")
+        .unwrap_or_else(|_| format!("{}/../../target/release/pastry", env!("CARGO_MANIFEST_DIR")))
+}
+
+struct Proc(std::process::Child, String, String);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_proc(dir: &std::path::Path, bootstrap: Option<&str>) -> Proc {
+    let mut cmd = Command::new(pastry_bin());
+    cmd.args([
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--nodes",
+        "4",
+    ])
+    .arg("--data-dir")
+    .arg(dir)
+    .env("RUST_LOG", "error")
+    .stdout(Stdio::piped());
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd
+        .spawn()
+        .expect("run target/release/pastry (cargo build --release first)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut http, mut first) = (String::new(), String::new());
+    let mut ready = 0;
+    while ready < 4 {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(u) = l.strip_prefix("admin ") {
+            http = u.to_string();
+        } else if l.ends_with(" ready") {
+            ready += 1;
+        } else if first.is_empty() && l.contains("listening on") {
+            first = l.split_whitespace().nth(1).unwrap().to_string();
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Proc(child, http, first)
+}
+
+fn reown() {
+    println!("== kill -9 to re-owned key: 3 processes x 4 nodes, default config");
+    let tmp = std::env::temp_dir().join(format!("pastry-bench-{}", std::process::id()));
+    let mut times = Vec::new();
+    for run in 0..5 {
+        let a = node_proc(&tmp.join(format!("a{run}")), None);
+        let a_addr = client::status(&a.1).unwrap().addr;
+        let _b = node_proc(&tmp.join(format!("b{run}")), Some(&a_addr));
+        let c = node_proc(&tmp.join(format!("c{run}")), Some(&a_addr));
+        let victim = NodeId::from_hex(&c.2).unwrap();
+        let mut all: Vec<NodeId> = Vec::new();
+        for p in [&a, &_b, &c] {
+            all.extend(
+                client::nodes(&p.1)
+                    .unwrap()
+                    .iter()
+                    .map(|s| NodeId::from_hex(&s.id).unwrap()),
+            );
+        }
+        let dead: Vec<NodeId> = client::nodes(&c.1)
+            .unwrap()
+            .iter()
+            .map(|s| NodeId::from_hex(&s.id).unwrap())
+            .collect();
+        let live: Vec<NodeId> = all.iter().copied().filter(|x| !dead.contains(x)).collect();
+        let new_root = live
+            .iter()
+            .copied()
+            .reduce(|x, y| if victim.is_closer(y, x) { y } else { x })
+            .unwrap();
+        // Lookups start every 100 ms, each waiting up to 30 s for its report; the first to
+        // come back from the new root ends the run.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<f64>();
+        let t0 = Instant::now();
+        drop(c); // SIGKILL
+        let url = format!("{}/route", a.1);
+        let body = format!("{{\"key\":\"{victim}\",\"timeout_ms\":30000}}");
+        let t = loop {
+            let (url, body, tx) = (url.clone(), body.clone(), done_tx.clone());
+            let want = new_root.to_string();
+            std::thread::spawn(move || {
+                if let Ok(r) = client::post_json(&url, &body)
+                    && r.body.contains(&format!("\"root\":\"{want}\""))
+                {
+                    let _ = tx.send(t0.elapsed().as_secs_f64());
+                }
+            });
+            if let Ok(t) = done_rx.recv_timeout(Duration::from_millis(100)) {
+                break t;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "not re-owned within 60 s"
+            );
+        };
+        println!("run {run}: key of a killed node delivered by the new root after {t:.2} s");
+        times.push(t);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "median {:.2} s over {} runs",
+        times[times.len() / 2],
+        times.len()
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Ok(b) = std::env::var("PASTRY_BENCH_CHILD") {
+        rt.block_on(throughput_child(b.parse().unwrap()));
+        return;
+    }
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |w: &str| which.is_empty() || which.iter().any(|a| a == w);
+    if want("throughput") {
+        rt.block_on(throughput());
+    }
+    if want("reown") {
+        reown();
+    }
+    if want("idle") {
+        rt.block_on(idle());
+    }
+}

@@ -1,0 +1,364 @@
+//! The networked commands of the `pastry` binary: `hello`, `node` and `lookup`. Each builds
+//! its own tokio runtime; the binary only parses arguments and calls these.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use pastry_core::{Config, NodeId};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::config::{self, NetConfig};
+use crate::identity::Identity;
+use crate::node::{NodeOptions, RunningNode, spawn};
+use crate::status::RouteReport;
+use crate::{client, http};
+
+/// `pastry hello`: real nodes on 127.0.0.1 form a ring, then route messages to random keys.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HelloArgs {
+    /// Nodes to start (they join one by one).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub nodes: u32,
+    /// Messages to route [default: 2 per node].
+    #[arg(long)]
+    pub msgs: Option<u32>,
+    /// Seed for the keys and node PRNGs (random when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `pastry node`: run one node (or `--nodes K` virtual nodes) until Ctrl-C.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// UDP address to listen on (port 0 picks a free port; with --nodes K, node i uses
+    /// port + i).
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    pub listen: SocketAddr,
+    /// Address other nodes reach this one at (required when listening on 0.0.0.0).
+    #[arg(long)]
+    pub advertise: Option<SocketAddr>,
+    /// A node of the ring to join through (repeatable); none starts a new ring.
+    #[arg(long)]
+    pub bootstrap: Vec<SocketAddr>,
+    /// Directory for the node's key (node i of --nodes K uses DIR/node-i).
+    #[arg(long, default_value = "pastry-data")]
+    pub data_dir: PathBuf,
+    /// Configuration file (TOML; unknown keys are errors).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Admin HTTP API address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: SocketAddr,
+    /// Virtual nodes to run in this process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub nodes: u32,
+}
+
+/// `pastry lookup`: ask a running node which node is the root of a key, and the path.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LookupArgs {
+    /// The node's admin API, e.g. http://127.0.0.1:8080 (as `pastry node` prints it).
+    #[arg(long)]
+    pub node: String,
+    /// The key: 32 hex digits, or any other text (then its SHA-256, first 128 bits).
+    pub key: String,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn random_u64() -> anyhow::Result<u64> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A key from the command line: 32 hex digits, or the hash of any other text.
+pub fn parse_key(text: &str) -> NodeId {
+    NodeId::from_hex(text).unwrap_or_else(|_| {
+        let d = Sha256::digest(text.as_bytes());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        NodeId::from_bytes(b)
+    })
+}
+
+fn closest(ids: &[NodeId], key: NodeId) -> Option<NodeId> {
+    ids.iter()
+        .copied()
+        .reduce(|a, b| if key.is_closer(b, a) { b } else { a })
+}
+
+/// Runs `pastry hello`: the equivalent of FreePastry's DistHelloWorld.
+///
+/// # Errors
+/// When a node cannot start or join. A message delivered at the wrong node, or not at all,
+/// is not an error: it is printed and the exit code is 1.
+pub fn hello(args: HelloArgs) -> anyhow::Result<ExitCode> {
+    init_logging("warn");
+    runtime()?.block_on(hello_async(args))
+}
+
+async fn hello_async(args: HelloArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let seed = match args.seed {
+        Some(s) => s,
+        None => random_u64()?,
+    };
+    let mut rng = pastry_core::rng::Rng::new(seed);
+    let n = args.nodes as usize;
+    let msgs = args.msgs.unwrap_or(args.nodes * 2) as usize;
+    println!("pastry hello: {n} nodes on 127.0.0.1, {msgs} messages (seed {seed})");
+    let mut nodes: Vec<RunningNode> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        let mut opts = NodeOptions::new("127.0.0.1:0".parse()?, Identity::from_seed(key));
+        opts.seed = Some(rng.next_u64());
+        if !nodes.is_empty() {
+            // Join through a random earlier node, as nodes of a real ring would.
+            let b = &nodes[rng.below(nodes.len() as u64) as usize];
+            opts.bootstrap = vec![b.addr()];
+        }
+        let node = spawn(opts).await?;
+        node.wait_ready(Duration::from_secs(30))
+            .await
+            .with_context(|| format!("node {i} could not join"))?;
+        println!("node {i:>3} {} at {} joined", node.id(), node.addr());
+        nodes.push(node);
+    }
+    let joined = started.elapsed();
+    println!("ring of {n} nodes formed in {:.2} s", joined.as_secs_f64());
+
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id()).collect();
+    let mut routes = tokio::task::JoinSet::new();
+    for m in 0..msgs {
+        let key = NodeId::from_u128(u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()));
+        let from = rng.below(n as u64) as usize;
+        let client = nodes[from].client().clone();
+        routes.spawn(async move {
+            let data = Bytes::from(format!("hello #{m} from node {from}"));
+            (
+                m,
+                key,
+                from,
+                client.route(key, data, true, Duration::from_secs(10)).await,
+            )
+        });
+    }
+    let mut results: Vec<(usize, NodeId, usize, anyhow::Result<RouteReport>)> = Vec::new();
+    while let Some(r) = routes.join_next().await {
+        results.push(r?);
+    }
+    results.sort_by_key(|r| r.0);
+    let mut good = 0;
+    let mut hops = 0u64;
+    for (m, key, from, r) in &results {
+        let expected = closest(&ids, *key);
+        match r {
+            Ok(r) => {
+                let root = r.root_id();
+                let idx = root.and_then(|x| ids.iter().position(|i| *i == x));
+                let ok = root == expected;
+                good += usize::from(ok);
+                hops += u64::from(r.hops);
+                println!(
+                    "msg {m:>3} key {key} from node {from:>3} delivered at node {:>3} {} after {} hop{}{}",
+                    idx.map_or("?".to_string(), |i| i.to_string()),
+                    r.root,
+                    r.hops,
+                    if r.hops == 1 { "" } else { "s" },
+                    if ok {
+                        ""
+                    } else {
+                        "  WRONG NODE: expected the closest, "
+                    }
+                );
+                if !ok && let Some(e) = expected {
+                    println!("        the numerically closest node is {e}");
+                }
+            }
+            Err(e) => println!("msg {m:>3} key {key} from node {from:>3} NOT DELIVERED: {e}"),
+        }
+    }
+    let total = started.elapsed();
+    println!(
+        "{good} of {msgs} messages delivered at the numerically closest node, mean {:.2} hops; {:.2} s in all",
+        if results.is_empty() {
+            0.0
+        } else {
+            hops as f64 / results.len() as f64
+        },
+        total.as_secs_f64()
+    );
+    // Leave quietly; the process exits anyway.
+    let mut leaving = tokio::task::JoinSet::new();
+    for node in &nodes {
+        let c = node.client().clone();
+        leaving.spawn(async move { c.crash().await });
+    }
+    while leaving.join_next().await.is_some() {}
+    Ok(if good == msgs {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `pastry node` until Ctrl-C (or SIGTERM), then leaves gracefully.
+///
+/// # Errors
+/// A bad or unreadable configuration file, a data directory that cannot be used, a port in
+/// use, or a join that failed (no bootstrap node answered).
+pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    init_logging("info");
+    runtime()?.block_on(node_async(args))
+}
+
+async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, net) = match &args.config {
+        Some(path) => config::load(path)?,
+        None => (Config::default(), NetConfig::default()),
+    };
+    let cfg = Arc::new(cfg);
+    let k = args.nodes as usize;
+    let nodes: http::Nodes = Arc::new(RwLock::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
+    let http_addr = listener.local_addr()?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = http::router(nodes.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await;
+    });
+    let mut running: Vec<RunningNode> = Vec::new();
+    let result: anyhow::Result<()> = async {
+        for i in 0..k {
+            let dir = if k == 1 {
+                args.data_dir.clone()
+            } else {
+                args.data_dir.join(format!("node-{i}"))
+            };
+            let identity = Identity::load_or_create(&dir)?;
+            let mut listen = args.listen;
+            if listen.port() != 0 {
+                let port = u16::try_from(usize::from(listen.port()) + i)
+                    .context("--listen port + --nodes exceeds 65535")?;
+                listen.set_port(port);
+            }
+            let mut opts = NodeOptions::new(listen, identity);
+            opts.advertise = args.advertise.map(|mut a| {
+                if a.port() != 0 {
+                    a.set_port(a.port().saturating_add(i as u16));
+                }
+                a
+            });
+            opts.config = cfg.clone();
+            opts.net = net.clone();
+            opts.bootstrap = args.bootstrap.clone();
+            if let Some(first) = running.first() {
+                opts.bootstrap.insert(0, first.addr());
+            }
+            let node = spawn(opts).await?;
+            println!("node {} listening on {} (quic)", node.id(), node.addr());
+            if let Ok(mut l) = nodes.write() {
+                l.push(node.client().clone());
+            }
+            if i == 0 {
+                println!("admin http://{http_addr}");
+            }
+            let _ = std::io::stdout().flush();
+            let ready = node.wait_ready(Duration::from_secs(600)).await;
+            running.push(node);
+            if let Err(e) = ready {
+                if args.bootstrap.is_empty() || i > 0 {
+                    return Err(e);
+                }
+                let tried: Vec<String> = args.bootstrap.iter().map(|a| a.to_string()).collect();
+                bail!("{e} (tried {})", tried.join(", "));
+            }
+            println!("node {} ready", running[i].id());
+            let _ = std::io::stdout().flush();
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        for n in &running {
+            let _ = n.crash().await;
+        }
+        return Err(e);
+    }
+    info!(nodes = k, "running; Ctrl-C leaves the ring");
+    wait_for_signal().await;
+    println!("leaving");
+    let _ = std::io::stdout().flush();
+    let mut leaving = tokio::task::JoinSet::new();
+    for n in &running {
+        let c = n.client().clone();
+        leaving.spawn(async move { c.leave().await });
+    }
+    while leaving.join_next().await.is_some() {}
+    let _ = stop_http.send(());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs `pastry lookup`: prints the root of the key and the path taken.
+///
+/// # Errors
+/// When the node cannot be reached or answers with an error.
+pub fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
+    let key = parse_key(&args.key);
+    let r = client::route(&args.node, key)?;
+    println!("key  {key}");
+    println!("root {} at {}", r.root, r.root_addr);
+    println!(
+        "path ({} hop{}): {}",
+        r.hops,
+        if r.hops == 1 { "" } else { "s" },
+        r.path.join(" -> ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,178 @@
+//! A tiny blocking HTTP/1.1 client for the admin API: enough for `pastry lookup`, scripts
+//! and tests (plain `http://host:port/path` URLs, one request per connection, bounded
+//! responses). Not a general HTTP client.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Largest response body read.
+pub const MAX_RESPONSE: usize = 16 << 20;
+
+/// An HTTP response: status code and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// `GET url`.
+///
+/// # Errors
+/// A bad URL, a connection or IO error, or a malformed or oversized response.
+pub fn get(url: &str) -> anyhow::Result<Response> {
+    request("GET", url, None)
+}
+
+/// `POST url` with a JSON body.
+///
+/// # Errors
+/// As [`get`].
+pub fn post_json(url: &str, json: &str) -> anyhow::Result<Response> {
+    request("POST", url, Some(json))
+}
+
+fn json<T: serde::de::DeserializeOwned>(url: &str, r: Response) -> anyhow::Result<T> {
+    if r.status != 200 {
+        bail!("{url}: HTTP {}: {}", r.status, r.body.trim());
+    }
+    serde_json::from_str(&r.body).with_context(|| format!("{url}: unexpected answer {}", r.body))
+}
+
+/// `GET {base}/status`: node 0's status.
+///
+/// # Errors
+/// As [`get`], or an answer that is not a status.
+pub fn status(base: &str) -> anyhow::Result<crate::Status> {
+    let url = format!("{}/status", base.trim_end_matches('/'));
+    json(&url, get(&url)?)
+}
+
+/// `GET {base}/nodes`: the status of every node of the process.
+///
+/// # Errors
+/// As [`get`], or an answer that is not a list of statuses.
+pub fn nodes(base: &str) -> anyhow::Result<Vec<crate::Status>> {
+    let url = format!("{}/nodes", base.trim_end_matches('/'));
+    json(&url, get(&url)?)
+}
+
+/// `POST {base}/route` for `key` (traced): the root's report.
+///
+/// # Errors
+/// As [`get`], or an HTTP error (e.g. 504 when the root did not report in time).
+pub fn route(base: &str, key: pastry_core::NodeId) -> anyhow::Result<crate::RouteReport> {
+    let url = format!("{}/route", base.trim_end_matches('/'));
+    let body = serde_json::json!({ "key": key.to_string(), "trace": true }).to_string();
+    json(&url, post_json(&url, &body)?)
+}
+
+fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+    Ok(match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    })
+}
+
+fn request(method: &str, url: &str, body: Option<&str>) -> anyhow::Result<Response> {
+    let (host, path) = split_url(url)?;
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("{url}: bad host {host}"))?
+        .next()
+        .with_context(|| format!("{url}: {host} has no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("cannot connect to {host}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream
+        .take(MAX_RESPONSE as u64 + 64 * 1024)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the response from {host}"))?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("malformed HTTP response (no end of headers)")?;
+    let head = std::str::from_utf8(&raw[..end]).context("malformed HTTP headers")?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP status line")?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let mut body = raw[end + 4..].to_vec();
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    if body.len() > MAX_RESPONSE {
+        bail!("response over {MAX_RESPONSE} bytes");
+    }
+    Ok(Response {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("malformed chunked body")?;
+        let size_text = std::str::from_utf8(&data[..eol])?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .context("malformed chunk size")?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 || out.len() + size > MAX_RESPONSE {
+            bail!("malformed or oversized chunked body");
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses_and_rejects_garbage() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "hi"));
+        let r = parse_response(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
+        assert!(parse_response(b"garbage").is_err());
+        assert!(parse_response(b"HTTP/1.1 xx\r\n\r\n").is_err());
+        assert!(split_url("https://x/").is_err());
+        assert_eq!(split_url("http://h:1").unwrap(), ("h:1", "/"));
+    }
+}

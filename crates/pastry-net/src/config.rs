@@ -1,0 +1,225 @@
+//! Configuration files: TOML mapping onto [`pastry_core::Config`] (protocol) and
+//! [`NetConfig`] (transport bounds), validated with clear errors naming the file and field.
+//!
+//! Every key is optional and defaults to the documented default. Durations carry their unit
+//! in the key (`heartbeat_interval_ms`). Unknown keys are errors. Example:
+//!
+//! ```toml
+//! b = 4
+//! leaf_set_size = 16
+//! heartbeat_interval_ms = 7000
+//!
+//! [net]
+//! max_connections = 256
+//! idle_timeout_ms = 30000
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use pastry_core::Config;
+use serde::Deserialize;
+
+/// Transport bounds of one node. Every queue and table the network can make grow is here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Open QUIC connections at most; the least recently used is closed to make room.
+    /// Default 256.
+    pub max_connections: usize,
+    /// Frames queued per peer connection; beyond it frames are dropped and counted.
+    /// Default 1024.
+    pub send_queue_frames: usize,
+    /// Messages from all connections waiting for the node's task; readers wait when it is
+    /// full (QUIC flow control then slows the peers). Default 4096.
+    pub inbound_queue: usize,
+    /// A connection with no traffic either way for this long is closed. Default 30 s.
+    pub idle_timeout: Duration,
+    /// Giving up on a QUIC handshake after this long. Default 3 s.
+    pub dial_timeout: Duration,
+    /// Concurrent incoming handshakes at most; more are refused. Default 64.
+    pub max_handshakes: usize,
+    /// Routes awaiting their root's report (`POST /route`, `pastry lookup`) at most.
+    /// Default 1024.
+    pub max_pending_routes: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            max_connections: 256,
+            send_queue_frames: 1024,
+            inbound_queue: 4096,
+            idle_timeout: Duration::from_secs(30),
+            dial_timeout: Duration::from_secs(3),
+            max_handshakes: 64,
+            max_pending_routes: 1024,
+        }
+    }
+}
+
+impl NetConfig {
+    /// Checks every bound.
+    ///
+    /// # Errors
+    /// The first field out of range, by name.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_connections", self.max_connections),
+            ("send_queue_frames", self.send_queue_frames),
+            ("inbound_queue", self.inbound_queue),
+            ("max_handshakes", self.max_handshakes),
+            ("max_pending_routes", self.max_pending_routes),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(format!("invalid config `net.{field}`: must be positive"));
+            }
+        }
+        if self.idle_timeout < Duration::from_millis(100) {
+            return Err("invalid config `net.idle_timeout_ms`: must be at least 100".into());
+        }
+        if self.dial_timeout.is_zero() {
+            return Err("invalid config `net.dial_timeout_ms`: must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The configuration file's shape: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    b: Option<u8>,
+    leaf_set_size: Option<usize>,
+    neighborhood_size: Option<usize>,
+    heartbeat_interval_ms: Option<u64>,
+    heartbeat_timeout_ms: Option<u64>,
+    probe_timeout_initial_ms: Option<u64>,
+    probe_timeout_min_ms: Option<u64>,
+    probe_timeout_max_ms: Option<u64>,
+    probe_retries: Option<u32>,
+    max_outstanding_probes: Option<usize>,
+    max_reroutes: Option<u8>,
+    max_hops: Option<u8>,
+    max_pending_acks: Option<usize>,
+    max_held_messages: Option<usize>,
+    max_payload_bytes: Option<usize>,
+    join_timeout_ms: Option<u64>,
+    join_attempts: Option<u32>,
+    announce: Option<bool>,
+    rt_maintenance_interval_ms: Option<u64>,
+    rt_maintenance_probes: Option<usize>,
+    failed_set_size: Option<usize>,
+    failed_set_ttl_ms: Option<u64>,
+    dedup_window: Option<usize>,
+    net: Option<FileNet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNet {
+    max_connections: Option<usize>,
+    send_queue_frames: Option<usize>,
+    inbound_queue: Option<usize>,
+    idle_timeout_ms: Option<u64>,
+    dial_timeout_ms: Option<u64>,
+    max_handshakes: Option<usize>,
+    max_pending_routes: Option<usize>,
+}
+
+/// Parses TOML text into validated configurations. `origin` names the text in errors.
+///
+/// # Errors
+/// A message naming `origin` and the offending key: a syntax error, an unknown key, a value
+/// of the wrong type, or a value [`Config::validate`] or [`NetConfig::validate`] rejects.
+pub fn parse(origin: &str, text: &str) -> anyhow::Result<(Config, NetConfig)> {
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.message().trim()))?;
+    let mut cfg = Config::default();
+    // Plain fields keep their name; `Duration` fields take `<name>_ms`.
+    macro_rules! set {
+        ($($f:ident),* ; $($d:ident => $k:ident),*) => {
+            $(if let Some(v) = file.$f { cfg.$f = v; })*
+            $(if let Some(v) = file.$k { cfg.$d = Duration::from_millis(v); })*
+        };
+    }
+    set!(b, leaf_set_size, neighborhood_size, probe_retries, max_outstanding_probes,
+        max_reroutes, max_hops, max_pending_acks, max_held_messages, max_payload_bytes,
+        join_attempts, announce, rt_maintenance_probes, failed_set_size, dedup_window;
+        heartbeat_interval => heartbeat_interval_ms,
+        heartbeat_timeout => heartbeat_timeout_ms,
+        probe_timeout_initial => probe_timeout_initial_ms,
+        probe_timeout_min => probe_timeout_min_ms,
+        probe_timeout_max => probe_timeout_max_ms,
+        join_timeout => join_timeout_ms,
+        rt_maintenance_interval => rt_maintenance_interval_ms,
+        failed_set_ttl => failed_set_ttl_ms);
+    let ms = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_millis);
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let n = file.net.unwrap_or_default();
+    let nd = NetConfig::default();
+    let net = NetConfig {
+        max_connections: n.max_connections.unwrap_or(nd.max_connections),
+        send_queue_frames: n.send_queue_frames.unwrap_or(nd.send_queue_frames),
+        inbound_queue: n.inbound_queue.unwrap_or(nd.inbound_queue),
+        idle_timeout: ms(n.idle_timeout_ms, nd.idle_timeout),
+        dial_timeout: ms(n.dial_timeout_ms, nd.dial_timeout),
+        max_handshakes: n.max_handshakes.unwrap_or(nd.max_handshakes),
+        max_pending_routes: n.max_pending_routes.unwrap_or(nd.max_pending_routes),
+    };
+    net.validate()
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    Ok((cfg, net))
+}
+
+/// Reads and parses a configuration file.
+///
+/// # Errors
+/// When the file cannot be read (the error names it), or as [`parse`].
+pub fn load(path: &Path) -> anyhow::Result<(Config, NetConfig)> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {origin}: {e}"))?;
+    parse(&origin, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_keys_map_to_fields() {
+        let (cfg, net) = parse("x.toml", "").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(net, NetConfig::default());
+        let (cfg, net) = parse(
+            "x.toml",
+            "b = 3\nheartbeat_interval_ms = 1000\nheartbeat_timeout_ms = 1500\n[net]\nmax_connections = 9\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.b, 3);
+        assert_eq!(cfg.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(net.max_connections, 9);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let e = parse("my.toml", "bogus = 1").unwrap_err().to_string();
+        assert!(e.contains("my.toml") && e.contains("bogus"), "{e}");
+        let e = parse("my.toml", "b = 12").unwrap_err().to_string();
+        assert!(e.contains("my.toml") && e.contains("`b`"), "{e}");
+        let e = parse("my.toml", "b = \"four\"").unwrap_err().to_string();
+        assert!(e.contains("my.toml"), "{e}");
+        let e = parse("my.toml", "[net]\nmax_connections = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("net.max_connections"), "{e}");
+        let e = parse("my.toml", "[net]\nfoo = 0").unwrap_err().to_string();
+        assert!(e.contains("foo"), "{e}");
+        let e = load(Path::new("/nonexistent/pastry.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/pastry.toml"), "{e}");
+    }
+}

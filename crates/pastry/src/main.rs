@@ -1,0 +1,46 @@
+//! `pastry`: one command for everything — simulate a ring, run real nodes, talk to them.
+//!
+//! Each subcommand's arguments and behaviour live in the crate that implements it
+//! (`pastry-sim`, `pastry-net`); this file only dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Pastry: a structured peer-to-peer overlay (Rowstron & Druschel), simulated or real.
+#[derive(Debug, Parser)]
+#[command(name = "pastry", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a ring of unmodified pastry-core nodes: joins, lookups, churn, failures,
+    /// with checkers and the Pastry papers' figures.
+    Sim(pastry_sim::cli::SimArgs),
+    /// Start N real nodes on 127.0.0.1 over QUIC, form a ring, route messages to random keys
+    /// and check each reached the numerically closest node (FreePastry's DistHelloWorld).
+    Hello(pastry_net::cli::HelloArgs),
+    /// Run a real node (or `--nodes K` virtual nodes) with an admin HTTP API, until Ctrl-C.
+    Node(pastry_net::cli::NodeArgs),
+    /// Ask a running node which node is the root of a key, and the path taken.
+    Lookup(pastry_net::cli::LookupArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, result) = match cli.command {
+        Command::Sim(args) => ("sim", pastry_sim::cli::run(args)),
+        Command::Hello(args) => ("hello", pastry_net::cli::hello(args)),
+        Command::Node(args) => ("node", pastry_net::cli::node(args)),
+        Command::Lookup(args) => ("lookup", pastry_net::cli::lookup(args)),
+    };
+    // Errors (bad flags, unreadable files, ports in use, ...) exit 2; a run that completed
+    // but failed its own checks returns its own non-zero code.
+    result.unwrap_or_else(|e| {
+        eprintln!("pastry {name}: error: {e:#}");
+        ExitCode::from(2)
+    })
+}
