@@ -772,6 +772,16 @@ impl<A: Address> Node<A> {
         Ok(())
     }
 
+    /// Feeds an RTT the host measured to `peer` (a transport's own estimate, say) into the
+    /// tables, as if a probe had measured it: failure-detection timeouts and proximity
+    /// neighbour selection both use it. Hosts that do not measure need not call this.
+    pub fn observe_rtt(&mut self, now: Instant, peer: NodeHandle<A>, rtt: Duration) {
+        self.tick(now);
+        if peer.id != self.t.me.id && !rtt.is_zero() {
+            self.record_rtt(peer, micros(rtt).min(u64::from(u32::MAX)) as u32);
+        }
+    }
+
     /// Sends `data` straight to `to`'s application `app` (its `direct` upcall, or
     /// [`Event::DirectDelivered`]).
     ///
