@@ -19,10 +19,10 @@ pub struct Config {
     pub neighborhood_size: usize,
 
     /// How often a ready node sends its leaf set to its left neighbour as a heartbeat.
-    /// Default 7 s (jittered down by up to 10%).
+    /// Default 10 s (jittered down by up to 10%).
     pub heartbeat_interval: Duration,
     /// Silence from the right neighbour after which it is probed. Must exceed
-    /// `heartbeat_interval`. Default 8.5 s.
+    /// `heartbeat_interval`. Default 12 s.
     pub heartbeat_timeout: Duration,
     /// Probe and per-hop ack timeout for a node whose RTT was never measured. Default 1 s.
     pub probe_timeout_initial: Duration,
@@ -57,9 +57,15 @@ pub struct Config {
     pub join_timeout: Duration,
     /// Join attempts (cycling through the bootstrap addresses) before giving up. Default 4.
     pub join_attempts: u32,
-    /// After joining, tell each routing-table member the RTT measured to it so it can use
-    /// the new node if nearer (the paper's state announcement). Default true.
+    /// After joining, tell the nearest measured nodes (`announce_max`) the RTT measured to
+    /// them so they can use the new node if nearer (the paper's state announcement).
+    /// Default true.
     pub announce: bool,
+    /// How many of the nearest measured nodes a new node announces itself to. Default 16.
+    pub announce_max: usize,
+    /// Routing-table candidates a joining node probes per table slot, at most (it keeps
+    /// the nearest). More gives better proximity and costs two messages each. Default 2.
+    pub join_probes_per_slot: usize,
 
     /// Period of routing-table maintenance: one row is fetched from a random member of a
     /// random row and its better entries are probed. Default 300 s.
@@ -82,8 +88,8 @@ impl Default for Config {
             b: 4,
             leaf_set_size: 16,
             neighborhood_size: 32,
-            heartbeat_interval: Duration::from_millis(7000),
-            heartbeat_timeout: Duration::from_millis(8500),
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(12),
             probe_timeout_initial: Duration::from_secs(1),
             probe_timeout_min: Duration::from_millis(200),
             probe_timeout_max: Duration::from_secs(2),
@@ -97,6 +103,8 @@ impl Default for Config {
             join_timeout: Duration::from_secs(5),
             join_attempts: 4,
             announce: true,
+            announce_max: 16,
+            join_probes_per_slot: 2,
             rt_maintenance_interval: Duration::from_secs(300),
             rt_maintenance_probes: 4,
             failed_set_size: 32,

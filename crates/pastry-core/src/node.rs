@@ -911,26 +911,7 @@ impl<A: Address> Node<A> {
                     self.on_failure_notice(now, f);
                 }
                 if heartbeat {
-                    // Anti-entropy: the sender may lack nodes we know belong in its leaf set
-                    // (its far left side is known only to its left neighbours, who never
-                    // hear from it otherwise), or hold nodes we found dead (a lost failure
-                    // notice). Answer with our leaf set and those failures.
-                    let stale: Vec<NodeId> = leaf_set
-                        .iter()
-                        .map(|h| h.id)
-                        .filter(|id| self.recently_failed(*id))
-                        .collect();
-                    if !stale.is_empty() || self.missing_from(sender.id, &leaf_set) {
-                        let mine = self.t.leaf_set.handles();
-                        self.send(
-                            sender.addr,
-                            Body::LeafSetUpdate {
-                                heartbeat: false,
-                                leaf_set: mine,
-                                failed: stale,
-                            },
-                        );
-                    }
+                    self.anti_entropy(sender, &leaf_set);
                 }
                 self.consider_leaves(now, &leaf_set);
             }
@@ -1568,14 +1549,10 @@ impl<A: Address> Node<A> {
         if nonce == p.nonce {
             let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
             self.record_rtt(sender, us);
-            if p.flags & P_RT != 0 && self.cfg.announce {
-                // Tell it the RTT so it can take us into its own table (the paper's
-                // announcement of a new node's state).
-                self.send(sender.addr, Body::Announce { rtt_us: us });
-            }
         }
         self.heard_from(now, sender, true);
         if !leaf_set.is_empty() {
+            self.anti_entropy(sender, &leaf_set);
             self.consider_leaves(now, &leaf_set);
         }
         if p.flags & P_JOIN != 0 {
@@ -1740,6 +1717,31 @@ impl<A: Address> Node<A> {
         }
     }
 
+    /// Anti-entropy on a leaf set a peer showed us (in a heartbeat or a probe reply): the
+    /// peer may lack nodes we know belong in its leaf set (its far left side is known only
+    /// to its left neighbours, who never hear from it otherwise), or hold nodes we found
+    /// dead (a lost failure notice; or its left neighbour died and nobody it hears from
+    /// told it). Answer with our leaf set and those failures. Not done for the answers
+    /// themselves, so two nodes cannot bounce updates back and forth.
+    fn anti_entropy(&mut self, peer: NodeHandle<A>, list: &[NodeHandle<A>]) {
+        let stale: Vec<NodeId> = list
+            .iter()
+            .map(|h| h.id)
+            .filter(|id| self.recently_failed(*id))
+            .collect();
+        if !stale.is_empty() || self.missing_from(peer.id, list) {
+            let leaf_set = self.t.leaf_set.handles();
+            self.send(
+                peer.addr,
+                Body::LeafSetUpdate {
+                    heartbeat: false,
+                    leaf_set,
+                    failed: stale,
+                },
+            );
+        }
+    }
+
     /// True when this node or one of its leaf-set members belongs in the leaf set of `owner`
     /// (whose members are `list`) but is not in it.
     fn missing_from(&self, owner: NodeId, list: &[NodeHandle<A>]) -> bool {
@@ -1865,6 +1867,26 @@ impl<A: Address> Node<A> {
 
     // ---- internals: join ----
 
+    /// Probes the routing-table candidates a join gathered, at most
+    /// `join_probes_per_slot` per slot (the first hop's neighbourhood set comes first in
+    /// the list: those nodes are near the bootstrap, so likely near us).
+    fn join_rt_candidates(&mut self, now: Instant, list: &[NodeHandle<A>]) {
+        let mut per_slot: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+        for h in list {
+            if h.id == self.t.me.id || self.recently_failed(h.id) {
+                continue;
+            }
+            let Some(slot) = self.t.routing_table.slot(h.id) else {
+                continue;
+            };
+            let n = per_slot.entry(slot).or_insert(0);
+            if *n < self.cfg.join_probes_per_slot {
+                *n += 1;
+                self.probe(now, *h, P_RT);
+            }
+        }
+    }
+
     fn send_join_request(&mut self, now: Instant, attempt: u32) {
         let Some(j) = &self.join else { return };
         let to = j.bootstraps[attempt as usize % j.bootstraps.len()];
@@ -1928,7 +1950,7 @@ impl<A: Address> Node<A> {
         let mut leaves = vec![sender];
         leaves.extend(leaf_set);
         self.consider_leaves(now, &leaves);
-        self.consider_rt_candidates(now, &rows, usize::MAX);
+        self.join_rt_candidates(now, &rows);
         self.maybe_join_done(now);
     }
 
@@ -1954,6 +1976,24 @@ impl<A: Address> Node<A> {
     fn become_ready(&mut self, now: Instant) {
         self.state = NodeState::Ready;
         self.events.push_back(Event::Ready);
+        if self.cfg.announce {
+            // The paper's announcement of the new node's state, cut to the nodes it is most
+            // likely to matter to: the nearest ones, whose table slots we may now fill
+            // better. Each learns the RTT we measured, so it needs no probe of its own.
+            let mut near: Vec<(u32, NodeHandle<A>)> = self
+                .t
+                .routing_table
+                .entries()
+                .chain(self.t.neighborhood.entries())
+                .filter(|e| e.rtt.is_known())
+                .map(|e| (e.rtt.srtt_us, e.handle))
+                .collect();
+            near.sort_by_key(|(rtt, h)| (*rtt, h.id));
+            near.dedup_by_key(|(_, h)| h.id);
+            for (rtt_us, h) in near.into_iter().take(self.cfg.announce_max) {
+                self.send(h.addr, Body::Announce { rtt_us });
+            }
+        }
         // Second phase of the join (the paper's "nearby node discovery"): ask the nearest
         // member of each row for its row, and probe the candidates that may be nearer.
         for row in 0..self.t.routing_table.rows() {
@@ -2075,7 +2115,7 @@ mod tests {
             wakes += 1;
             assert!(n.poll_transmit().is_none(), "nobody to talk to");
         }
-        // Heartbeat every ~7 s, check every 8.5 s, table maintenance every ~300 s.
+        // Heartbeat every ~10 s, check every 12 s, table maintenance every ~300 s.
         assert!((100..=250).contains(&wakes), "{wakes} wake-ups in 600 s");
         // It is its own root for every key.
         assert_eq!(n.decide(NodeId::from_u128(u128::MAX)), Decision::Deliver);

@@ -894,7 +894,7 @@ fn invalid_configs_are_rejected_naming_the_field() {
         (
             "heartbeat_timeout",
             Config {
-                heartbeat_timeout: secs(7),
+                heartbeat_timeout: d().heartbeat_interval,
                 ..d()
             },
         ),
@@ -1029,7 +1029,7 @@ fn invalid_configs_are_rejected_naming_the_field() {
             ..d()
         },
         Config {
-            heartbeat_timeout: secs(7) + Duration::from_nanos(1),
+            heartbeat_timeout: d().heartbeat_interval + Duration::from_nanos(1),
             ..d()
         },
         Config {
