@@ -260,6 +260,10 @@ enum JoinPhase {
 struct Join<A> {
     bootstraps: Vec<A>,
     phase: JoinPhase,
+    /// The leaf set every candidate heard of so far would make: only its members are
+    /// worth probing (a joiner's own leaf set fills only as answers come back, so it
+    /// would accept nearly anything early on).
+    candidates: LeafSet<A>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -714,6 +718,7 @@ impl<A: Address> Node<A> {
         self.join = Some(Box::new(Join {
             bootstraps,
             phase: JoinPhase::AwaitReply { attempt: 0 },
+            candidates: LeafSet::new(self.t.me.id, self.cfg.leaf_set_size / 2),
         }));
         self.send_join_request(now, 0);
     }
@@ -1567,10 +1572,14 @@ impl<A: Address> Node<A> {
         if p.nonce != nonce {
             return;
         }
-        // A failure notice was already checked with every retry by its sender: one retry
-        // (against a lost packet) is enough to confirm it.
+        // A failure notice gets one retry: its sender already tried with every retry, but a
+        // false removal under loss would spread. A mere routing-table candidate gets no
+        // retry: if it is dead (rows are full of those under churn) or the probe is lost,
+        // we only miss a candidate.
         let retries = if p.flags & P_NOTICE != 0 {
             self.cfg.probe_retries.min(1)
+        } else if p.flags & !P_RT == 0 {
+            0
         } else {
             self.cfg.probe_retries
         };
@@ -1617,6 +1626,9 @@ impl<A: Address> Node<A> {
         let announce = probe_flags & P_NOTICE == 0;
         let was_known = self.t.is_known(id);
         let leaf = self.t.leaf_set.contains(id) || probe_flags & (P_LEAF | P_NOTICE) != 0;
+        if let Some(j) = self.join.as_mut() {
+            j.candidates.remove(id);
+        }
         self.add_failed(now, id, leaf);
         let side = self.t.leaf_set.side_of(id);
         let was_leaf = self.leaf_remove(now, id);
@@ -1758,10 +1770,30 @@ impl<A: Address> Node<A> {
     /// Probes every node in `list` that would enter the leaf set.
     fn consider_leaves(&mut self, now: Instant, list: &[NodeHandle<A>]) {
         let joining = self.state == NodeState::Joining;
-        for h in list {
-            if h.id == self.t.me.id || self.recently_failed(h.id) {
-                continue;
+        let fresh: Vec<NodeHandle<A>> = list
+            .iter()
+            .copied()
+            .filter(|h| h.id != self.t.me.id && !self.recently_failed(h.id))
+            .collect();
+        let mut evicted = Vec::new();
+        if let Some(j) = self.join.as_mut() {
+            for h in &fresh {
+                j.candidates.insert(*h, Rtt::UNKNOWN, &mut evicted);
             }
+        }
+        // Which of them would make it into the leaf set: only those are probed (after a
+        // failure opens a slot, a list names several nodes beyond the gap, and one probe
+        // fills it). Candidates under probe are not counted: one may be dead, and then
+        // the next list must still get the slot filled.
+        let trial =
+            (!joining && fresh.iter().any(|h| self.t.leaf_set.would_accept(h.id))).then(|| {
+                let mut t = self.t.leaf_set.clone();
+                for h in &fresh {
+                    t.insert(*h, Rtt::UNKNOWN, &mut evicted);
+                }
+                t
+            });
+        for h in &fresh {
             if let Some(l) = self.t.leaf_set.get(h.id).copied() {
                 // Already a member (alive as far as we know) that now also belongs on the
                 // other side, e.g. after a failure there in a small ring.
@@ -1770,7 +1802,11 @@ impl<A: Address> Node<A> {
                 }
                 continue;
             }
-            if self.t.leaf_set.would_accept(h.id) {
+            let promising = match &self.join {
+                Some(j) if joining => j.candidates.contains(h.id),
+                _ => trial.as_ref().is_none_or(|t| t.contains(h.id)),
+            };
+            if promising && self.t.leaf_set.would_accept(h.id) {
                 let flags = if joining {
                     P_JOIN | P_WANT_LS | P_RT | P_LEAF
                 } else {
