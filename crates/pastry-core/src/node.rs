@@ -216,6 +216,9 @@ struct Probe<A> {
     sent_at: Instant,
     tries: u32,
     flags: u8,
+    /// Leaf-set members a failure notice's sender could not reach (not in its leaf set):
+    /// told in turn if the probe confirms the failure.
+    notify: Vec<NodeHandle<A>>,
 }
 
 /// A node recently found dead or gone.
@@ -913,7 +916,7 @@ impl<A: Address> Node<A> {
             } => {
                 self.heard_from(now, sender, true);
                 for f in failed {
-                    self.on_failure_notice(now, f);
+                    self.on_failure_notice(now, f, sender.id, &leaf_set);
                 }
                 if heartbeat {
                     self.anti_entropy(sender, &leaf_set);
@@ -944,7 +947,7 @@ impl<A: Address> Node<A> {
                 self.t.neighborhood.insert(sender, rtt_us);
             }
             Body::Leave { leaf_set } => {
-                self.remove_node(now, sender.id, false, 0);
+                self.remove_node(now, sender.id, false, 0, &[]);
                 self.consider_leaves(now, &leaf_set);
             }
         }
@@ -1509,6 +1512,7 @@ impl<A: Address> Node<A> {
                 sent_at: now,
                 tries: 0,
                 flags,
+                notify: Vec::new(),
             },
         );
         self.send_probe(now, h, nonce, flags);
@@ -1573,12 +1577,12 @@ impl<A: Address> Node<A> {
             return;
         }
         // A failure notice gets one retry: its sender already tried with every retry, but a
-        // false removal under loss would spread. A mere routing-table candidate gets no
-        // retry: if it is dead (rows are full of those under churn) or the probe is lost,
-        // we only miss a candidate.
+        // false removal under loss would spread. A mere routing-table candidate (in none
+        // of our tables) gets no retry: if it is dead (rows are full of those under churn)
+        // or the probe is lost, we only miss a candidate.
         let retries = if p.flags & P_NOTICE != 0 {
             self.cfg.probe_retries.min(1)
-        } else if p.flags & !P_RT == 0 {
+        } else if p.flags & !P_RT == 0 && !self.t.is_known(id) {
             0
         } else {
             self.cfg.probe_retries
@@ -1596,19 +1600,55 @@ impl<A: Address> Node<A> {
         let Some(p) = self.probes.remove(&id) else {
             return;
         };
-        self.remove_node(now, id, true, p.flags);
+        self.remove_node(now, id, true, p.flags, &p.notify);
         if p.flags & P_JOIN != 0 {
             self.join_probe_done(now, id);
         }
     }
 
     /// Someone says `id` failed: suspect it if we use it, else remember it.
-    fn on_failure_notice(&mut self, now: Instant, id: NodeId) {
+    fn on_failure_notice(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        from: NodeId,
+        from_list: &[NodeHandle<A>],
+    ) {
         if id == self.t.me.id {
             return;
         }
         if let Some(h) = self.t.find(id) {
             self.probe(now, h, P_SUSPECT | P_NOTICE);
+            // Nodes beyond the sender's reach would otherwise learn of it only hop by hop
+            // through heartbeats. The members at the two ends of the sender's leaf set
+            // (only they, to keep this to a handful of messages) pass it on to their own
+            // members the sender could not reach.
+            let mut theirs = LeafSet::new(from, self.t.leaf_set.half());
+            let mut evicted = Vec::new();
+            for x in from_list.iter().filter(|x| x.id != id) {
+                theirs.insert(*x, Rtt::UNKNOWN, &mut evicted);
+            }
+            let me = self.t.me.id;
+            let at_edge = [Side::Left, Side::Right]
+                .iter()
+                .any(|s| theirs.farthest(*s).is_some_and(|l| l.handle.id == me));
+            if !at_edge {
+                return;
+            }
+            let beyond: Vec<NodeHandle<A>> = self
+                .t
+                .leaf_set
+                .members()
+                .map(|l| l.handle)
+                .filter(|m| m.id != id && m.id != from && !from_list.iter().any(|x| x.id == m.id))
+                .collect();
+            if let Some(p) = self.probes.get_mut(&id) {
+                for m in beyond {
+                    if !p.notify.iter().any(|x| x.id == m.id) {
+                        p.notify.push(m);
+                    }
+                }
+            }
         } else if !self.probes.contains_key(&id) {
             // Remembered so stale gossip cannot bring it back, but not passed on: each hop
             // re-gossiping with a fresh timestamp would keep a failure circling the ring
@@ -1620,7 +1660,14 @@ impl<A: Address> Node<A> {
     /// Removes a node found dead (`dead`) or gone (`Leave`) from every table, tells the leaf
     /// set when it was a member, and starts repair. `probe_flags` are those of the probe
     /// that found it dead, if one did.
-    fn remove_node(&mut self, now: Instant, id: NodeId, dead: bool, probe_flags: u8) {
+    fn remove_node(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        dead: bool,
+        probe_flags: u8,
+        notify: &[NodeHandle<A>],
+    ) {
         // Only first-hand findings are announced: a notice's receivers confirming it must
         // not re-announce it to their own leaf sets (|L|^2 messages per failure).
         let announce = probe_flags & P_NOTICE == 0;
@@ -1664,6 +1711,19 @@ impl<A: Address> Node<A> {
             }
             let leaf_set = self.t.leaf_set.handles();
             for h in &leaf_set {
+                self.send(
+                    h.addr,
+                    Body::LeafSetUpdate {
+                        heartbeat: false,
+                        leaf_set: leaf_set.clone(),
+                        failed: vec![id],
+                    },
+                );
+            }
+        }
+        if was_leaf && dead && !announce && self.state == NodeState::Ready {
+            let leaf_set = self.t.leaf_set.handles();
+            for h in notify {
                 self.send(
                     h.addr,
                     Body::LeafSetUpdate {
