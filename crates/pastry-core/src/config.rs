@@ -57,11 +57,13 @@ pub struct Config {
     pub join_timeout: Duration,
     /// Join attempts (cycling through the bootstrap addresses) before giving up. Default 4.
     pub join_attempts: u32,
-    /// After joining, tell the nearest measured nodes (`announce_max`) the RTT measured to
-    /// them so they can use the new node if nearer (the paper's state announcement).
-    /// Default true.
+    /// After joining, tell the measured nodes (`announce_max`, nearest first) the RTT
+    /// measured to them so they can use the new node if nearer (the paper's state
+    /// announcement); also those probed in the minute after. Default true.
     pub announce: bool,
-    /// How many of the nearest measured nodes a new node announces itself to. Default 16.
+    /// How many measured nodes, nearest first, a new node announces itself to. Existing
+    /// nodes learn of nearby newcomers only this way: proximity (relative delay penalty)
+    /// depends on it. Default 128.
     pub announce_max: usize,
     /// Routing-table candidates a joining node probes per table slot, at most (it keeps
     /// the nearest). More gives better proximity and costs two messages each. Default 2.
@@ -103,7 +105,7 @@ impl Default for Config {
             join_timeout: Duration::from_secs(5),
             join_attempts: 4,
             announce: true,
-            announce_max: 16,
+            announce_max: 128,
             join_probes_per_slot: 2,
             rt_maintenance_interval: Duration::from_secs(300),
             rt_maintenance_probes: 4,

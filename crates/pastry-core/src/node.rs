@@ -525,6 +525,7 @@ pub struct Node<A: Address> {
     join: Option<Box<Join<A>>>,
     right: Option<NodeId>,
     right_heard: Instant,
+    ready_at: Instant,
     next_id: u64,
     next_request: u64,
     recent_deliveries: VecDeque<(NodeId, u64)>,
@@ -565,6 +566,7 @@ impl<A: Address> Node<A> {
             join: None,
             right: None,
             right_heard: Instant::ZERO,
+            ready_at: Instant::ZERO,
             next_id: 0,
             // Request ids start at a random point, so that a node restarted under the same
             // id is not taken for a repeat of its former self by the roots' de-duplication.
@@ -1558,6 +1560,12 @@ impl<A: Address> Node<A> {
         if nonce == p.nonce {
             let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
             self.record_rtt(sender, us);
+            // Candidates the second phase of our join found are announced to as well.
+            let fresh = self.state == NodeState::Ready
+                && now.saturating_since(self.ready_at) < Duration::from_secs(60);
+            if fresh && p.flags & P_RT != 0 && self.cfg.announce {
+                self.send(sender.addr, Body::Announce { rtt_us: us });
+            }
         }
         self.heard_from(now, sender, true);
         if !leaf_set.is_empty() {
@@ -2071,6 +2079,7 @@ impl<A: Address> Node<A> {
 
     fn become_ready(&mut self, now: Instant) {
         self.state = NodeState::Ready;
+        self.ready_at = now;
         self.events.push_back(Event::Ready);
         if self.cfg.announce {
             // The paper's announcement of the new node's state, cut to the nodes it is most
