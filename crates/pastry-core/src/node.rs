@@ -917,11 +917,17 @@ impl<A: Address> Node<A> {
                 failed,
             } => {
                 self.heard_from(now, sender, true);
+                let quiet = failed.is_empty();
                 for f in failed {
                     self.on_failure_notice(now, f, sender.id, &leaf_set);
                 }
                 if heartbeat {
-                    self.anti_entropy(sender, &leaf_set);
+                    self.anti_entropy(sender, &leaf_set, true);
+                } else if quiet {
+                    // An anti-entropy answer that itself reports no failure may still hold
+                    // nodes we know are dead: say so (that answer carries failures, so it
+                    // gets none back; two nodes cannot bounce updates for ever).
+                    self.anti_entropy(sender, &leaf_set, false);
                 }
                 self.consider_leaves(now, &leaf_set);
             }
@@ -1569,7 +1575,7 @@ impl<A: Address> Node<A> {
         }
         self.heard_from(now, sender, true);
         if !leaf_set.is_empty() {
-            self.anti_entropy(sender, &leaf_set);
+            self.anti_entropy(sender, &leaf_set, true);
             self.consider_leaves(now, &leaf_set);
         }
         if p.flags & P_JOIN != 0 {
@@ -1801,15 +1807,16 @@ impl<A: Address> Node<A> {
     /// peer may lack nodes we know belong in its leaf set (its far left side is known only
     /// to its left neighbours, who never hear from it otherwise), or hold nodes we found
     /// dead (a lost failure notice; or its left neighbour died and nobody it hears from
-    /// told it). Answer with our leaf set and those failures. Not done for the answers
-    /// themselves, so two nodes cannot bounce updates back and forth.
-    fn anti_entropy(&mut self, peer: NodeHandle<A>, list: &[NodeHandle<A>]) {
+    /// told it). Answer with our leaf set and those failures. Answers are checked for
+    /// stale nodes only (`check_missing` false) and answers that report failures not at
+    /// all, so two nodes cannot bounce updates back and forth.
+    fn anti_entropy(&mut self, peer: NodeHandle<A>, list: &[NodeHandle<A>], check_missing: bool) {
         let stale: Vec<NodeId> = list
             .iter()
             .map(|h| h.id)
             .filter(|id| self.recently_failed(*id))
             .collect();
-        if !stale.is_empty() || self.missing_from(peer.id, list) {
+        if !stale.is_empty() || (check_missing && self.missing_from(peer.id, list)) {
             let leaf_set = self.t.leaf_set.handles();
             self.send(
                 peer.addr,
