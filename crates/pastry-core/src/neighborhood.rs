@@ -44,8 +44,14 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         if pos >= self.cap {
             return false;
         }
+        // Make room first, so the vector never holds more than `cap` (nor allocates more).
+        if self.entries.len() >= self.cap {
+            self.entries.truncate(self.cap - 1);
+        } else if self.entries.len() == self.entries.capacity() {
+            let want = (2 * self.entries.len()).max(4).min(self.cap);
+            self.entries.reserve_exact(want - self.entries.len());
+        }
         self.entries.insert(pos, Entry { handle, rtt });
-        self.entries.truncate(self.cap);
         true
     }
 

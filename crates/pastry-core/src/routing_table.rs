@@ -35,7 +35,9 @@ pub enum Inserted<A> {
 pub struct RoutingTable<A> {
     own: NodeId,
     b: u8,
-    rows: Vec<Box<[Option<Entry<A>>]>>,
+    /// The allocated rows back to back, `2^b` slots each: one allocation per table and one
+    /// pointer to follow per lookup (a simulator holds a million tables).
+    slots: Vec<Option<Entry<A>>>,
 }
 
 impl<A: Copy + PartialEq> RoutingTable<A> {
@@ -44,7 +46,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
         RoutingTable {
             own,
             b,
-            rows: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -65,7 +67,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// Rows currently allocated (the deepest populated row + 1, or a little more).
     pub fn rows(&self) -> usize {
-        self.rows.len()
+        self.slots.len() >> self.b
     }
 
     /// The slot `(row, column)` where `id` belongs; `None` for our own id.
@@ -79,12 +81,18 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// The entry at `(row, column)`.
     pub fn get(&self, row: usize, col: usize) -> Option<&Entry<A>> {
-        self.rows.get(row)?.get(col)?.as_ref()
+        if col >= self.columns() || row >= self.rows() {
+            return None;
+        }
+        self.slots[(row << self.b) + col].as_ref()
     }
 
     /// One row's slots (empty slice for rows never allocated).
     pub fn row(&self, row: usize) -> &[Option<Entry<A>>] {
-        self.rows.get(row).map_or(&[], |r| r)
+        if row >= self.rows() {
+            return &[];
+        }
+        &self.slots[row << self.b..(row + 1) << self.b]
     }
 
     /// The entry for the next hop towards `key`: the slot sharing one more digit with it.
@@ -105,11 +113,12 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
         let Some((row, col)) = self.slot(handle.id) else {
             return Inserted::Rejected;
         };
-        let cols = self.columns();
-        while self.rows.len() <= row {
-            self.rows.push(vec![None; cols].into_boxed_slice());
+        let need = (row + 1) << self.b;
+        if self.slots.len() < need {
+            self.slots.reserve_exact(need - self.slots.len());
+            self.slots.resize(need, None);
         }
-        let slot = &mut self.rows[row][col];
+        let slot = &mut self.slots[(row << self.b) + col];
         match slot {
             None => {
                 *slot = Some(Entry { handle, rtt });
@@ -145,7 +154,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
     /// Folds an RTT sample into the entry for `id`, if present.
     pub fn record_rtt(&mut self, id: NodeId, rtt_us: u32) {
         if let Some((row, col)) = self.slot(id)
-            && let Some(Some(e)) = self.rows.get_mut(row).and_then(|r| r.get_mut(col))
+            && let Some(Some(e)) = self.slots.get_mut((row << self.b) + col)
             && e.handle.id == id
         {
             e.rtt.update(rtt_us);
@@ -155,15 +164,18 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
     /// Removes `id`; returns its slot if it was present.
     pub fn remove(&mut self, id: NodeId) -> Option<(usize, usize)> {
         let (row, col) = self.slot(id)?;
-        let slot = self.rows.get_mut(row)?.get_mut(col)?;
+        let slot = self.slots.get_mut((row << self.b) + col)?;
         if slot.is_some_and(|e| e.handle.id == id) {
             *slot = None;
-            while self
-                .rows
-                .last()
-                .is_some_and(|r| r.iter().all(Option::is_none))
-            {
-                self.rows.pop();
+            // Free empty trailing rows.
+            let cols = self.columns();
+            let mut len = self.slots.len();
+            while len > 0 && self.slots[len - cols..len].iter().all(Option::is_none) {
+                len -= cols;
+            }
+            if len < self.slots.len() {
+                self.slots.truncate(len);
+                self.slots.shrink_to_fit();
             }
             return Some((row, col));
         }
@@ -172,7 +184,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// Every entry, row by row.
     pub fn entries(&self) -> impl Iterator<Item = &Entry<A>> + '_ {
-        self.rows.iter().flat_map(|r| r.iter().flatten())
+        self.slots.iter().flatten()
     }
 
     /// Number of entries.
@@ -182,7 +194,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// True when the table holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.slots.is_empty()
     }
 }
 

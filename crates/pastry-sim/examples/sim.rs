@@ -14,6 +14,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    pastry_sim::cli::reexec_with_huge_pages();
     pastry_sim::cli::run(Cli::parse().args).unwrap_or_else(|e| {
         eprintln!("sim: error: {e:#}");
         ExitCode::from(2)

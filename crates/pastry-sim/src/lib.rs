@@ -27,6 +27,7 @@
 pub mod cli;
 pub mod net;
 pub mod plot;
+mod queue;
 pub mod report;
 pub mod sim;
 pub mod workload;

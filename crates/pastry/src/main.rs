@@ -32,7 +32,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (name, result) = match cli.command {
-        Command::Sim(args) => ("sim", pastry_sim::cli::run(args)),
+        Command::Sim(args) => {
+            // Big rings run much faster on huge pages; this re-executes (once) and only
+            // for the simulator, whose heap is gigabytes touched at random.
+            pastry_sim::cli::reexec_with_huge_pages();
+            ("sim", pastry_sim::cli::run(args))
+        }
         Command::Hello(args) => ("hello", pastry_net::cli::hello(args)),
         Command::Node(args) => ("node", pastry_net::cli::node(args)),
         Command::Lookup(args) => ("lookup", pastry_net::cli::lookup(args)),
