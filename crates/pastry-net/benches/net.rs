@@ -123,6 +123,47 @@ async fn phase(
     r
 }
 
+/// CPU time (user + system) this process has used, from /proc (0 elsewhere).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0 // clock ticks (USER_HZ = 100 on Linux)
+}
+
+/// Bytes sent on the loopback interface so far (`/proc/net/dev`; 0 elsewhere).
+fn loopback_tx_bytes() -> f64 {
+    let text = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix("lo:"))
+        .and_then(|rest| rest.split_whitespace().nth(8))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// UDP datagrams sent by the whole host so far (`/proc/net/snmp`; 0 elsewhere).
+fn udp_out_datagrams() -> f64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0.0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "OutDatagrams")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn pct(v: &mut [u64], p: f64) -> u64 {
     if v.is_empty() {
         return 0;
@@ -174,46 +215,69 @@ async fn throughput_process(
         3.0,
     ));
     let before = forwarded(&nodes).await;
+    let cpu0 = cpu_secs();
+    let udp0 = udp_out_datagrams();
     let secs = 5.0;
     let mut sat = phase(&nodes, &mut rx, secs, 0).await;
+    let cpu = cpu_secs() - cpu0;
+    let udp = udp_out_datagrams() - udp0;
     let handled = forwarded(&nodes).await - before;
     out.push(summary("saturation", &mut sat, secs));
     out.push(format!(
-        "saturation: hops handled here (forwarded + delivered) {:.0}/s",
-        handled as f64 / secs
+        "saturation: hops handled here (forwarded + delivered) {:.0}/s; process CPU {:.2} cores, {:.1} us per hop handled; host UDP datagrams sent {:.0}/s",
+        handled as f64 / secs,
+        cpu / (secs + 0.5),
+        cpu * 1e6 / handled.max(1) as f64,
+        udp / (secs + 0.5)
     ));
     out
 }
 
 async fn throughput() {
-    // Parent: 16 nodes here, 16 in a child process.
+    // Parent: 16 nodes here, 16 in a child process. Nothing here blocks the runtime's
+    // threads, so the benchmark also runs on a current-thread runtime.
     let exe = std::env::current_exe().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let mine = tokio::spawn(async move {
-        throughput_process(None, move |a| addr_tx.send(a).unwrap(), async {
-            let _ = go_rx.await;
-        })
+        throughput_process(
+            None,
+            move |a| {
+                let _ = addr_tx.send(a);
+            },
+            async {
+                let _ = go_rx.await;
+            },
+        )
         .await
     });
-    let addr = addr_rx.recv().unwrap();
-    let mut child = Command::new(exe)
-        .env("PASTRY_BENCH_CHILD", addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    assert_eq!(line, "ready");
-    writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+    let addr = addr_rx.await.unwrap();
+    let (mut child, lines) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(exe)
+            .env("PASTRY_BENCH_CHILD", addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().unwrap().unwrap();
+        assert_eq!(line, "ready");
+        writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+        (child, lines)
+    })
+    .await
+    .unwrap();
     let _ = go_tx.send(());
     let mine = mine.await.unwrap();
+    let theirs: Vec<String> =
+        tokio::task::spawn_blocking(move || lines.map_while(Result::ok).collect())
+            .await
+            .unwrap();
     println!("== throughput: 2 processes x {NODES_PER_PROCESS} nodes on 127.0.0.1");
     for l in mine {
         println!("process 1 {l}");
     }
-    for l in lines.map_while(Result::ok) {
+    for l in theirs {
         println!("process 2 {l}");
     }
     let _ = child.wait();
@@ -247,25 +311,63 @@ async fn idle() {
     let base = format!("http://{}/metrics", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, pastry_net::http::router(list)).await });
     let sample = |base: String| async move {
-        let m = tokio::task::spawn_blocking(move || client::get(&base).unwrap().body)
+        tokio::task::spawn_blocking(move || client::get(&base).unwrap().body)
             .await
-            .unwrap();
-        (
-            sum_metric(&m, "pastry_bytes_out_total"),
-            sum_metric(&m, "pastry_messages_out_total"),
-        )
+            .unwrap()
     };
     tokio::time::sleep(Duration::from_secs(20)).await; // let joins' probing settle
-    let (b0, m0) = sample(base.clone()).await;
+    let m0 = sample(base.clone()).await;
+    let (udp0, udp_bytes0) = (udp_out_datagrams(), loopback_tx_bytes());
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(60)).await; // the measurement window
-    let (b1, m1) = sample(base).await;
+    let (udp1, udp_bytes1) = (udp_out_datagrams(), loopback_tx_bytes());
+    let m1 = sample(base).await;
     let secs = t0.elapsed().as_secs_f64();
+    let per_node = |name: &str| (sum_metric(&m1, name) - sum_metric(&m0, name)) / secs / n as f64;
     println!("== idle: {n} nodes, default config, 60 s window after 20 s warm-up");
     println!(
         "idle maintenance per node: {:.1} bytes/s, {:.3} messages/s",
-        (b1 - b0) / secs / n as f64,
-        (m1 - m0) / secs / n as f64
+        per_node("pastry_bytes_out_total"),
+        per_node("pastry_messages_out_total")
+    );
+    // Where it goes: per message type, and the transport's own partition-healing knocks.
+    let by_type = |text: &str, name: &str| {
+        let mut m = std::collections::BTreeMap::<String, f64>::new();
+        for l in text.lines().filter(|l| l.starts_with(&format!("{name}{{"))) {
+            let (Some(t), Some(v)) = (
+                l.split("type=\"").nth(1).and_then(|r| r.split('"').next()),
+                l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            *m.entry(t.to_string()).or_default() += v;
+        }
+        m
+    };
+    let (m_a, m_b) = (
+        by_type(&m0, "pastry_messages_out_total"),
+        by_type(&m1, "pastry_messages_out_total"),
+    );
+    let (b_a, b_b) = (
+        by_type(&m0, "pastry_bytes_out_total"),
+        by_type(&m1, "pastry_bytes_out_total"),
+    );
+    for (t, v) in &m_b {
+        let msgs = (v - m_a.get(t).unwrap_or(&0.0)) / secs / n as f64;
+        let bytes = (b_b.get(t).unwrap_or(&0.0) - b_a.get(t).unwrap_or(&0.0)) / secs / n as f64;
+        if msgs > 0.0 {
+            println!("  {t:<16} {msgs:.3} messages/s {bytes:.1} bytes/s");
+        }
+    }
+    println!(
+        "  on the wire (whole host, QUIC acks and handshakes included): {:.3} UDP datagrams/s, {:.1} loopback bytes/s per node",
+        (udp1 - udp0) / secs / n as f64,
+        (udp_bytes1 - udp_bytes0) / secs / n as f64
+    );
+    println!(
+        "  (of which partition-healing knocks: {:.3} messages/s; probes sent by pastry-core: {:.3}/s)",
+        per_node("pastry_heal_knocks_total"),
+        per_node("pastry_probes_sent_total")
     );
 }
 

@@ -26,8 +26,9 @@ pub struct NetConfig {
     /// Open QUIC connections at most; the least recently used is closed to make room.
     /// Default 256.
     pub max_connections: usize,
-    /// Frames queued per peer connection; beyond it frames are dropped and counted.
-    /// Default 1024.
+    /// Frames queued per peer connection; beyond it frames are dropped and counted (a
+    /// batch, the frames one drain of the node produced for that peer, is always taken by
+    /// an empty queue). Default 1024.
     pub send_queue_frames: usize,
     /// Messages from all connections waiting for the node's task; readers wait when it is
     /// full (QUIC flow control then slows the peers). Default 4096.

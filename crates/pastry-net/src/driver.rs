@@ -2,16 +2,27 @@
 //! that reads the clock for it.
 //!
 //! The task `select!`s over messages from the transport, the node's next deadline, commands
-//! from the host (admin API, CLI, tests) and a one-second housekeeping tick. After every
-//! input it drains the node's transmits and events (the pastry-core drain contract): each
-//! transmit is encoded and queued on the peer's connection, dialing it first if needed;
-//! events update the node's state, metrics and waiting callers.
+//! from the host (admin API, CLI, tests) and a one-second housekeeping tick. It takes
+//! whatever else is already queued (up to a bound) before draining the node's transmits and
+//! events (the pastry-core drain contract): each transmit is encoded straight into its
+//! peer's pending buffer, dialing the peer first if needed, and each peer's buffer goes to
+//! its writer as one batch at the end of the drain; events update the node's state, metrics
+//! and waiting callers. The node's deadline is one timer, re-armed only when it changes.
+//!
+//! RTT: every housekeeping tick the driver feeds the QUIC connections' RTT estimates of
+//! peers in the node's leaf set or routing table into [`pastry_core::Node::observe_rtt`]
+//! (when the estimate moved by a quarter, else at most every [`RTT_FEED_EVERY`] while it
+//! keeps changing), so the node's failure-detection timeouts are RTT-derived without probes.
+//! A dead peer's estimate stops changing (no acknowledgements), so it is never fed a stale
+//! sample.
 //!
 //! Time: the node's [`pastry_core::Instant`] is microseconds since a tokio
 //! [`tokio::time::Instant`] taken when the driver starts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,7 +38,7 @@ use crate::config::NetConfig;
 use crate::status::{
     HOPS_BUCKETS, Histogram, LeafSetView, NodeMetrics, PerKind, RTT_BUCKETS, RouteReport, Status,
 };
-use crate::transport::{self, CLOSE_NORMAL, Counters, Inbound, Shared};
+use crate::transport::{self, Batch, CLOSE_NORMAL, Counters, Inbound, SendQueue, Shared};
 
 /// Application id of messages routed through the admin API (`POST /route`, `pastry lookup`,
 /// `pastry hello`): their root reports back to the origin.
@@ -65,10 +76,38 @@ pub(crate) enum Command {
 }
 
 struct Peer {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::UnboundedSender<Batch>,
+    /// Frames handed to the writer and not yet written (bounded by `send_queue_frames`).
+    queued: Arc<AtomicUsize>,
+    /// Frames encoded during the current drain, sent as one batch at its end.
+    out: Vec<u8>,
+    out_frames: usize,
     conn: Option<quinn::Connection>,
+    /// The peer's authenticated id, once connected.
+    id: Option<NodeId>,
     last_used: TokioInstant,
     generation: u64,
+    /// The RTT estimate last fed to the node and when.
+    rtt_fed: Option<(Duration, TokioInstant)>,
+}
+
+impl Peer {
+    fn new(generation: u64, now: TokioInstant) -> (Peer, SendQueue) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let peer = Peer {
+            tx,
+            queued: queued.clone(),
+            out: Vec::new(),
+            out_frames: 0,
+            conn: None,
+            id: None,
+            last_used: now,
+            generation,
+            rtt_fed: None,
+        };
+        (peer, SendQueue { rx, queued })
+    }
 }
 
 #[derive(Default)]
@@ -95,6 +134,8 @@ pub(crate) struct Driver {
     pub state: watch::Sender<NodeState>,
     pub sink: Option<mpsc::Sender<DeliveredEvent>>,
     peers: HashMap<SocketAddr, Peer>,
+    /// Peers with frames in `out`, in first-use order.
+    dirty: Vec<SocketAddr>,
     tasks: JoinSet<()>,
     next_generation: u64,
     pending: HashMap<u64, RouteReply>,
@@ -120,6 +161,13 @@ struct Lost {
 const HEAL_BACKOFF_MIN: Duration = Duration::from_secs(2);
 /// Longest wait between two knocks on a lost member.
 const HEAL_BACKOFF_MAX: Duration = Duration::from_secs(120);
+/// An RTT estimate that keeps changing by less than a quarter is fed at most this often.
+pub const RTT_FEED_EVERY: Duration = Duration::from_secs(5);
+/// RTT estimates fed per housekeeping tick at most.
+const RTT_FEED_MAX: usize = 64;
+/// Inputs (inbound batches, commands) taken per drain at most.
+const MAX_INPUTS_PER_DRAIN: usize = 256;
+
 /// A lost member is forgotten after this long.
 const HEAL_WINDOW: Duration = Duration::from_secs(1800);
 /// Lost members remembered at most.
@@ -153,6 +201,7 @@ impl Driver {
             state,
             sink,
             peers: HashMap::new(),
+            dirty: Vec::new(),
             tasks: JoinSet::new(),
             next_generation: 0,
             pending: HashMap::new(),
@@ -187,13 +236,23 @@ impl Driver {
         self.flush();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the node's deadline, re-armed only when the deadline changes.
+        let timer = tokio::time::sleep_until(self.origin);
+        tokio::pin!(timer);
+        let mut armed: Option<TokioInstant> = None;
         loop {
             let deadline = self.deadline();
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d);
+                }
+                armed = deadline;
+            }
             let flow = tokio::select! {
                 Some(inbound) = self.inbound.recv() => {
                     self.on_inbound(inbound);
                     // Batch: take what is already queued before draining the node.
-                    for _ in 0..255 {
+                    for _ in 1..MAX_INPUTS_PER_DRAIN {
                         match self.inbound.try_recv() {
                             Ok(i) => self.on_inbound(i),
                             Err(_) => break,
@@ -202,13 +261,26 @@ impl Driver {
                     Flow::Continue
                 }
                 cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(cmd) => {
+                        let mut flow = self.on_command(cmd).await;
+                        for _ in 1..MAX_INPUTS_PER_DRAIN {
+                            if let Flow::Stop = flow {
+                                break;
+                            }
+                            match self.commands.try_recv() {
+                                Ok(cmd) => flow = self.on_command(cmd).await,
+                                Err(_) => break,
+                            }
+                        }
+                        flow
+                    }
                     None => {
                         self.shutdown(false).await;
                         Flow::Stop
                     }
                 },
-                () = sleep_until(deadline) => {
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     let now = self.now();
                     self.node.handle_timeout(now);
                     Flow::Continue
@@ -227,12 +299,16 @@ impl Driver {
 
     fn on_inbound(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Message { from, msg, len } => {
-                let k = msg.body.kind() as usize - 1;
-                self.traffic.messages_in[k] += 1;
-                self.traffic.bytes_in[k] += len as u64;
+            Inbound::Messages { from, msgs } => {
+                let n = msgs.len();
                 let now = self.now();
-                self.node.handle_message(now, from, msg);
+                for (msg, len) in msgs {
+                    let k = msg.body.kind() as usize - 1;
+                    self.traffic.messages_in[k] += 1;
+                    self.traffic.bytes_in[k] += len as u64;
+                    self.node.handle_message(now, from, msg);
+                }
+                self.shared.permits.add_permits(n);
             }
             Inbound::Dialed {
                 addr,
@@ -243,6 +319,7 @@ impl Driver {
                     && p.generation == generation
                 {
                     self.rtt.observe(conn.rtt().as_secs_f64());
+                    p.id = crate::tls::peer_id(&conn);
                     p.conn = Some(conn);
                 }
             }
@@ -250,24 +327,20 @@ impl Driver {
                 let addr = conn.remote_address();
                 // The newest connection from an address wins: the old one may lead to a
                 // previous incarnation of the node (restarted at the same address).
-                self.peers.remove(&addr);
+                if let Some(old) = self.peers.remove(&addr) {
+                    self.drop_pending(&old);
+                }
                 self.make_room();
-                let (tx, rx) = mpsc::channel(self.net.send_queue_frames);
                 let generation = self.generation();
+                let (mut peer, queue) = Peer::new(generation, TokioInstant::now());
                 self.tasks.spawn(transport::write_connection(
                     conn.clone(),
-                    rx,
+                    queue,
                     self.shared.clone(),
                 ));
-                self.peers.insert(
-                    addr,
-                    Peer {
-                        tx,
-                        conn: Some(conn),
-                        last_used: TokioInstant::now(),
-                        generation,
-                    },
-                );
+                peer.id = crate::tls::peer_id(&conn);
+                peer.conn = Some(conn);
+                self.peers.insert(addr, peer);
             }
         }
     }
@@ -365,11 +438,12 @@ impl Driver {
             else {
                 return;
             };
-            if let Some(p) = self.peers.remove(&lru)
-                && let Some(conn) = p.conn
-            {
-                debug!(addr = %lru, "closing least recently used connection");
-                conn.close(CLOSE_NORMAL.into(), b"evicted");
+            if let Some(p) = self.peers.remove(&lru) {
+                self.drop_pending(&p);
+                if let Some(conn) = p.conn {
+                    debug!(addr = %lru, "closing least recently used connection");
+                    conn.close(CLOSE_NORMAL.into(), b"evicted");
+                }
             }
         }
     }
@@ -400,6 +474,7 @@ impl Driver {
                 break;
             }
         }
+        self.send_batches();
         let state = self.node.state();
         if *self.state.borrow() != state {
             self.state.send_replace(state);
@@ -408,41 +483,52 @@ impl Driver {
 
     fn transmit(&mut self, t: Transmit<SocketAddr>) {
         let k = t.msg.body.kind() as usize - 1;
-        let mut buf = Vec::with_capacity(codec::encoded_len(&t.msg));
-        if let Err(e) = codec::encode(&t.msg, &mut buf) {
-            self.traffic.encode_errors += 1;
-            warn!(to = %t.to, "cannot encode a {} message: {e}", t.msg.body.kind().name());
-            return;
+        if let Some(len) = self.encode_for(t.to, None, |out| codec::encode(&t.msg, out)) {
+            self.traffic.messages_out[k] += 1;
+            self.traffic.bytes_out[k] += len as u64;
         }
-        self.traffic.messages_out[k] += 1;
-        self.traffic.bytes_out[k] += buf.len() as u64;
-        self.send_frame(t.to, Bytes::from(buf), None);
     }
 
-    /// Queues `frame` for `addr`, dialing it (pinned to `expected`, else to the id the
-    /// node's tables hold for `addr`) when there is no live connection.
-    fn send_frame(&mut self, addr: SocketAddr, mut frame: Bytes, expected: Option<NodeId>) {
-        let now = TokioInstant::now();
-        if let Some(p) = self.peers.get_mut(&addr) {
-            p.last_used = now;
-            match p.tx.try_send(frame) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.traffic.send_queue_full += 1;
-                    Counters::add(&self.shared.counters.frames_dropped, 1);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(f)) => {
-                    // The connection is gone: dial again.
-                    frame = f;
-                    self.peers.remove(&addr);
-                }
-            }
+    /// Appends one frame for `addr`, written by `encode`, to the peer's pending batch,
+    /// dialing the peer (pinned to `expected`, else to the id the node's tables hold for
+    /// `addr`) when there is no live connection. Returns the frame's length, or `None`
+    /// when it could not be encoded (counted).
+    fn encode_for<E: std::fmt::Display>(
+        &mut self,
+        addr: SocketAddr,
+        expected: Option<NodeId>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Option<usize> {
+        let usable = self.peers.get(&addr).is_some_and(|p| !p.tx.is_closed());
+        if !usable {
+            self.dial(addr, expected);
         }
+        let p = self.peers.get_mut(&addr)?;
+        let start = p.out.len();
+        if let Err(e) = encode(&mut p.out) {
+            p.out.truncate(start);
+            self.traffic.encode_errors += 1;
+            warn!(to = %addr, "cannot encode a message: {e}");
+            return None;
+        }
+        if p.out_frames == 0 {
+            self.dirty.push(addr);
+        }
+        p.out_frames += 1;
+        Some(p.out.len() - start)
+    }
+
+    /// Replaces the entry for `addr` with a fresh one and starts dialing it; frames still
+    /// pending for the old entry move to the new one.
+    fn dial(&mut self, addr: SocketAddr, expected: Option<NodeId>) {
+        let old = self.peers.remove(&addr);
         self.make_room();
-        let (tx, rx) = mpsc::channel(self.net.send_queue_frames);
-        let _ = tx.try_send(frame);
         let generation = self.generation();
+        let (mut peer, queue) = Peer::new(generation, TokioInstant::now());
+        if let Some(old) = old {
+            peer.out = old.out;
+            peer.out_frames = old.out_frames;
+        }
         let expected = expected.or_else(|| self.known_id(addr));
         self.tasks.spawn(transport::dial(
             self.endpoint.clone(),
@@ -450,18 +536,59 @@ impl Driver {
             expected,
             self.net.dial_timeout,
             generation,
-            rx,
+            queue,
             self.shared.clone(),
         ));
-        self.peers.insert(
-            addr,
-            Peer {
-                tx,
-                conn: None,
-                last_used: now,
-                generation,
-            },
-        );
+        self.peers.insert(addr, peer);
+    }
+
+    /// Counts the frames pending for a peer being dropped.
+    fn drop_pending(&mut self, p: &Peer) {
+        if p.out_frames > 0 {
+            Counters::add(&self.shared.counters.frames_dropped, p.out_frames as u64);
+        }
+    }
+
+    /// Hands every peer's pending frames to its writer, one batch per peer; a full queue
+    /// drops the batch (counted), a closed one (the connection died) is dialed again.
+    fn send_batches(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let now = TokioInstant::now();
+        let dirty = std::mem::take(&mut self.dirty);
+        for addr in &dirty {
+            let Some(p) = self.peers.get_mut(addr) else {
+                continue;
+            };
+            if p.out_frames == 0 {
+                continue;
+            }
+            let frames = std::mem::take(&mut p.out_frames);
+            let data = Bytes::from(std::mem::take(&mut p.out));
+            p.last_used = now;
+            // An empty queue takes any batch (one drain's worth), so the bound is at most
+            // `send_queue_frames` plus one batch.
+            let queued = p.queued.load(Ordering::Relaxed);
+            if queued > 0 && queued + frames > self.net.send_queue_frames {
+                self.traffic.send_queue_full += frames as u64;
+                Counters::add(&self.shared.counters.frames_dropped, frames as u64);
+                continue;
+            }
+            p.queued.fetch_add(frames, Ordering::Relaxed);
+            if let Err(mpsc::error::SendError(batch)) = p.tx.send(Batch { data, frames }) {
+                // The connection is gone (the writer ended): dial again.
+                p.queued.fetch_sub(frames, Ordering::Relaxed);
+                let expected = p.id;
+                self.dial(*addr, expected);
+                if let Some(p) = self.peers.get_mut(addr) {
+                    p.queued.fetch_add(frames, Ordering::Relaxed);
+                    let _ = p.tx.send(batch);
+                }
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
     }
 
     fn on_event(&mut self, ev: Event<SocketAddr>) {
@@ -603,13 +730,11 @@ impl Driver {
                     want_leaf_set: true,
                 },
             };
-            let mut buf = Vec::new();
-            if codec::encode(&msg, &mut buf).is_ok() {
+            if let Some(len) = self.encode_for(addr, Some(id), |out| codec::encode(&msg, out)) {
                 let k = MessageKind::Probe as usize - 1;
                 self.traffic.messages_out[k] += 1;
-                self.traffic.bytes_out[k] += buf.len() as u64;
+                self.traffic.bytes_out[k] += len as u64;
                 self.traffic.heal_knocks += 1;
-                self.send_frame(addr, Bytes::from(buf), Some(id));
             }
         }
     }
@@ -620,6 +745,7 @@ impl Driver {
         while self.tasks.try_join_next().is_some() {}
         self.peers.retain(|_, p| !p.tx.is_closed());
         self.pending.retain(|_, r| !r.is_closed());
+        self.feed_rtt();
         if self.ticks.is_multiple_of(5) {
             for p in self.peers.values() {
                 if let Some(c) = &p.conn
@@ -628,6 +754,49 @@ impl Driver {
                     self.rtt.observe(c.rtt().as_secs_f64());
                 }
             }
+        }
+    }
+
+    /// Feeds the QUIC RTT estimates of connected leaf-set and routing-table members into the
+    /// node (see the module docs).
+    fn feed_rtt(&mut self) {
+        let now = TokioInstant::now();
+        let mut fed = 0;
+        let node_now = self.now();
+        for p in self.peers.values_mut() {
+            if fed >= RTT_FEED_MAX {
+                break;
+            }
+            let (Some(conn), Some(id)) = (&p.conn, p.id) else {
+                continue;
+            };
+            if conn.close_reason().is_some() {
+                continue;
+            }
+            let rtt = conn.rtt();
+            let due = match p.rtt_fed {
+                None => true,
+                Some((last, at)) => {
+                    let moved = rtt.abs_diff(last);
+                    rtt != last && (moved * 4 > last || now.duration_since(at) >= RTT_FEED_EVERY)
+                }
+            };
+            if !due {
+                continue;
+            }
+            // Only members of the node's tables, under the address the node holds for them.
+            let n = &self.node;
+            let Some(handle) = n
+                .leaf_set()
+                .get(id)
+                .map(|l| l.handle)
+                .or_else(|| n.routing_table().find(id).map(|e| e.handle))
+            else {
+                continue;
+            };
+            self.node.observe_rtt(node_now, handle, rtt);
+            p.rtt_fed = Some((rtt, now));
+            fed += 1;
         }
     }
 
@@ -760,12 +929,5 @@ pub fn state_name(s: NodeState) -> &'static str {
         NodeState::Joining => "joining",
         NodeState::Ready => "ready",
         NodeState::Left => "left",
-    }
-}
-
-async fn sleep_until(deadline: Option<TokioInstant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

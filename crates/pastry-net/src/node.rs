@@ -16,7 +16,7 @@ use crate::driver::{Command, DeliveredEvent, Driver};
 use crate::identity::Identity;
 use crate::status::{NodeMetrics, RouteReport, Status};
 use crate::tls;
-use crate::transport::{self, Counters, Shared};
+use crate::transport::{self, Shared};
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ pub async fn spawn(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
     client.transport_config(transport_cfg);
 
-    let mut endpoint = quinn::Endpoint::server(server, opts.listen).map_err(|e| {
+    let mut endpoint = bind_endpoint(server, opts.listen).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!("cannot listen on {}: address already in use", opts.listen)
         } else {
@@ -123,10 +123,7 @@ pub async fn spawn(opts: NodeOptions) -> anyhow::Result<RunningNode> {
     let (inbound_tx, inbound_rx) = mpsc::channel(opts.net.inbound_queue);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (state_tx, state_rx) = watch::channel(NodeState::Idle);
-    let shared = Shared {
-        inbound: inbound_tx,
-        counters: Arc::new(Counters::default()),
-    };
+    let shared = Shared::new(inbound_tx, opts.net.inbound_queue);
     tokio::spawn(transport::accept_loop(
         endpoint.clone(),
         shared.clone(),
@@ -152,6 +149,30 @@ pub async fn spawn(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         },
         task,
     })
+}
+
+/// Socket buffer size asked for (the kernel caps it at `net.core.rmem_max`/`wmem_max`).
+/// The default (~200 KiB) overflows under bursts of many small packets, and every
+/// datagram the kernel drops costs a QUIC loss recovery and a congestion-window cut.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds the node's UDP socket with larger buffers and builds its QUIC endpoint on it.
+fn bind_endpoint(
+    server: quinn::ServerConfig,
+    addr: SocketAddr,
+) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer only costs drops under bursts.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket.into(),
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 const STOPPED: &str = "the node has stopped";

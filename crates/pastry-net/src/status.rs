@@ -188,7 +188,7 @@ pub fn render_metrics(nodes: &[NodeMetrics]) -> String {
             |m| &m.bytes_out,
         ),
     ];
-    for (name, help, get) in per_kind {
+    for (name, help, get) in &per_kind {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for m in nodes {
             for kind in MessageKind::ALL {
@@ -205,6 +205,13 @@ pub fn render_metrics(nodes: &[NodeMetrics]) -> String {
     let mut names: Vec<&String> = nodes.iter().flat_map(|m| m.counters.keys()).collect();
     names.sort();
     names.dedup();
+    // The plain totals `messages_in`, `bytes_out`, ... (for `/status`) would repeat the
+    // per-type families above under the same name: Prometheus rejects a family declared
+    // twice, and summing the family would count every message twice.
+    names.retain(|c| {
+        let family = format!("pastry_{c}_total");
+        !per_kind.iter().any(|(name, _, _)| *name == family)
+    });
     for c in names {
         let _ = writeln!(out, "# TYPE pastry_{c}_total counter");
         for m in nodes {
@@ -273,7 +280,7 @@ mod tests {
             hops,
             rtt: Histogram::new(RTT_BUCKETS),
         };
-        let text = render_metrics(&[m.clone(), m]);
+        let text = render_metrics(&[m.clone(), m.clone()]);
         assert!(text.contains("# TYPE pastry_messages_in_total counter"));
         assert!(text.contains(
             "pastry_messages_in_total{node=\"00000000000000000000000000000001\",type=\"route\"} 1"
@@ -283,6 +290,16 @@ mod tests {
         assert_eq!(
             sum_metric(&text, "pastry_bytes_out_total"),
             2.0 * 11.0 * 20.0
+        );
+        // The plain totals kept for `/status` do not repeat a per-type family.
+        let mut m3 = m.clone();
+        m3.counters.insert("messages_out".to_string(), 22);
+        let single = render_metrics(&[m3]);
+        assert_eq!(sum_metric(&single, "pastry_messages_out_total"), 22.0);
+        assert_eq!(
+            single.matches("# TYPE pastry_messages_out_total ").count(),
+            1,
+            "{single}"
         );
         assert_eq!(sum_metric(&text, "pastry_leaf_set_size"), 8.0);
         assert_eq!(sum_metric(&text, "pastry_routes_originated_total"), 10.0);

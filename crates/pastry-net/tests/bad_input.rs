@@ -318,3 +318,51 @@ async fn admin_api_rejects_bad_requests_clearly() {
     // Syntax errors are 400, well-formed JSON of the wrong shape 422, too large 413.
     assert_eq!(results, vec![400, 400, 422, 413, 404, 404, 200, 200]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_split_across_reads_are_reassembled() {
+    let n = node(30).await;
+    let me = identity(31);
+    let conn = connect_as(&me, &n).await;
+    let mut s = conn.open_uni().await.unwrap();
+    let mut bytes = Vec::new();
+    for nonce in 1..=4 {
+        bytes.extend_from_slice(&frame(me.id(), probe(nonce)));
+    }
+    // Pieces of 1, 2, 3, ... bytes, each sent on its own, so the node's reader sees a
+    // header split, a body split and several frames in one read.
+    let mut at = 0;
+    let mut size = 1;
+    while at < bytes.len() {
+        let end = (at + size).min(bytes.len());
+        s.write_all(&bytes[at..end]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        at = end;
+        size += 1;
+    }
+    let mut r = conn.accept_uni().await.unwrap();
+    let mut buf = Vec::new();
+    let mut nonces = Vec::new();
+    while nonces.len() < 4 {
+        if let Ok(Some(len)) = codec::frame_len(&buf)
+            && buf.len() >= len
+        {
+            let msg = codec::decode::<SocketAddr>(&buf[..len]).unwrap();
+            buf.drain(..len);
+            if let Body::ProbeReply { nonce, .. } = msg.body {
+                nonces.push(nonce);
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(WAIT, r.read_chunk(4096, true))
+            .await
+            .expect("replies in time")
+            .unwrap()
+            .expect("a reply");
+        buf.extend_from_slice(&chunk.bytes);
+    }
+    assert_eq!(nonces, [1, 2, 3, 4]);
+    assert_eq!(counter(&n, "frames_bad_header").await, 0);
+    assert_eq!(counter(&n, "frames_bad_body").await, 0);
+    still_works(&n).await;
+}
