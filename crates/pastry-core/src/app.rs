@@ -62,7 +62,10 @@ pub enum ForwardAction {
 }
 
 /// An application on a node: the upcalls of the common KBR API.
-pub trait Application<A: Address>: Send + 'static {
+///
+/// Applications are `Any`, so the host can reach its own concrete type again through
+/// [`crate::Node::with_application`] (to start an insert or a subscription, say).
+pub trait Application<A: Address>: Any + Send + 'static {
     /// A message routed to a key reached its root, this node.
     fn deliver(&mut self, ctx: &mut AppContext<'_, A>, msg: Delivery<A>);
 

@@ -65,6 +65,8 @@ pub struct Mesh {
     pub join_failures: Vec<u32>,
     /// Messages carried.
     pub messages: u64,
+    /// Values applications handed out with `AppContext::notify`: (node, app, value).
+    pub app_events: Vec<(u32, crate::AppId, Box<dyn core::any::Any + Send>)>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -95,6 +97,7 @@ impl Mesh {
             failures: Vec::new(),
             join_failures: Vec::new(),
             messages: 0,
+            app_events: Vec::new(),
         }
     }
 
@@ -214,6 +217,20 @@ impl Mesh {
             .route_with(now, req)
             .expect("route accepted");
         self.flush(from);
+        r
+    }
+
+    /// Calls [`Node::with_application`] on node `i` at the current time and carries what
+    /// the application sent.
+    pub fn with_application<T: crate::Application<u32>, R>(
+        &mut self,
+        i: u32,
+        app: crate::AppId,
+        f: impl FnOnce(&mut T, &mut crate::AppContext<'_, u32>) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = self.nodes[i as usize].with_application(now, app, f);
+        self.flush(i);
         r
     }
 
@@ -369,6 +386,7 @@ impl Mesh {
                     ..
                 } => self.failures.push((i, key, request, reason)),
                 Event::JoinFailed => self.join_failures.push(i),
+                Event::Application { app, value } => self.app_events.push((i, app, value)),
                 _ => {}
             }
         }

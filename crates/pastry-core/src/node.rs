@@ -782,6 +782,25 @@ impl<A: Address> Node<A> {
         Ok(())
     }
 
+    /// Calls `f` on the application registered under `app` if it is a `T`, with a context
+    /// to route, send, set timers and notify from, as in an upcall: this is how a host
+    /// invokes an application's own API (PAST's insert, Scribe's subscribe, ...). `None`
+    /// when no application is registered under `app` or it is not a `T`. Poll the node
+    /// afterwards, as after any input.
+    pub fn with_application<T: Application<A>, R>(
+        &mut self,
+        now: Instant,
+        app: AppId,
+        f: impl FnOnce(&mut T, &mut AppContext<'_, A>) -> R,
+    ) -> Option<R> {
+        self.tick(now);
+        self.with_app(app, |a, ctx| {
+            let any: &mut dyn Any = a;
+            any.downcast_mut::<T>().map(|t| f(t, ctx))
+        })
+        .flatten()
+    }
+
     /// Feeds an RTT the host measured to `peer` (a transport's own estimate, say) into the
     /// tables, as if a probe had measured it: failure-detection timeouts and proximity
     /// neighbour selection both use it. Hosts that do not measure need not call this.

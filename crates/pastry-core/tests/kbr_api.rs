@@ -1402,3 +1402,74 @@ fn app_context_views_match_the_node_and_the_ring() {
         Ok(())
     });
 }
+
+/// An application with its own API, reached by the host through `with_application`.
+struct Counter {
+    started: u64,
+}
+
+impl Application<u32> for Counter {
+    fn deliver(&mut self, ctx: &mut AppContext<'_, u32>, msg: Delivery<u32>) {
+        ctx.notify(Box::new((msg.key, msg.data)));
+    }
+}
+
+impl Counter {
+    fn start(&mut self, ctx: &mut AppContext<'_, u32>, key: NodeId) -> u64 {
+        self.started += 1;
+        ctx.route(key, Bytes::from_static(b"from the app"), None)
+    }
+}
+
+#[test]
+fn host_calls_into_an_application_through_with_application() {
+    for_seeds(|seed| {
+        let mut m = converged_ring(seed, 30)?;
+        let nodes = all_nodes(&m);
+        for &i in &nodes {
+            let ok = m.nodes[i as usize]
+                .register(9, Box::new(Counter { started: 0 }))
+                .is_ok();
+            ensure(ok, || "register".into())?;
+        }
+        // The wrong type or an unknown application id gives None and runs nothing.
+        let wrong = m.with_application::<Recorder, _>(0, 9, |_, _| ());
+        ensure(wrong.is_none(), || "downcast to the wrong type".into())?;
+        let missing = m.with_application::<Counter, _>(0, 8, |_, _| ());
+        ensure(missing.is_none(), || "unknown app id".into())?;
+
+        let mut keys = Vec::new();
+        for k in 0..20 {
+            let from = nodes[k % nodes.len()];
+            let key = m.random_id();
+            let req = m.with_application::<Counter, _>(from, 9, |c, ctx| c.start(ctx, key));
+            ensure(req.is_some(), || "with_application returned None".into())?;
+            keys.push(key);
+        }
+        m.run_for(secs(5));
+        let started: u64 = nodes
+            .iter()
+            .map(|&i| {
+                m.with_application::<Counter, _>(i, 9, |c, _| c.started)
+                    .unwrap_or(0)
+            })
+            .sum();
+        ensure(started == 20, || format!("{started} started"))?;
+        ensure(m.app_events.len() == 20, || {
+            format!("{} notifications", m.app_events.len())
+        })?;
+        for (at, app, value) in &m.app_events {
+            let (key, data) = value
+                .downcast_ref::<(NodeId, Bytes)>()
+                .ok_or("notified value of another type")?;
+            ensure(*app == 9 && &data[..] == b"from the app", || {
+                "payload".into()
+            })?;
+            ensure(keys.contains(key), || "unknown key".into())?;
+            ensure(m.closest_live(*key) == Some(*at), || {
+                format!("{key:?} delivered at {at}, not its root")
+            })?;
+        }
+        Ok(())
+    });
+}
