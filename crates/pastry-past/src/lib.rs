@@ -1,0 +1,1 @@
+//! PAST: replicated archival storage with caching (work in progress).

@@ -1,0 +1,1 @@
+//! Scribe and SplitStream (work in progress).
