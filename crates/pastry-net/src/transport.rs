@@ -24,13 +24,15 @@
 //!
 //! # Batching (the hot path)
 //! The driver encodes every frame for one peer produced by one input batch straight into
-//! one buffer and hands the writer a single [`Batch`]; the writer passes whatever batches
+//! one buffer and hands the writer a single `Batch`; the writer passes whatever batches
 //! are queued to quinn in one `write_all_chunks` call (no copy: quinn keeps the `Bytes`).
 //! The reader decodes every whole frame of a received chunk and passes them to the driver
-//! as one [`Inbound::Messages`]. The inbound bound stays in messages: a reader takes one
-//! permit of [`Shared::permits`] per message before queueing, the driver returns them once
+//! as one `Inbound::Messages`. The inbound bound stays in messages: a reader takes one
+//! permit of `Shared::permits` per message before queueing, the driver returns them once
 //! it has handled the messages. So a busy peer costs one channel operation and one task
-//! wake-up per batch rather than per frame, on both sides. The reader rejects a header with the wrong magic or version or a length over
+//! wake-up per batch rather than per frame, on both sides.
+//!
+//! The reader rejects a header with the wrong magic or version or a length over
 //! [`codec::MAX_FRAME_LEN`] by closing the connection (the stream cannot be resynchronised),
 //! drops a frame whose body does not decode, and drops any message whose `sender` is not
 //! the id authenticated by the connection's TLS handshake. All are counted in [`Counters`].
