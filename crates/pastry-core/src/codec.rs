@@ -57,7 +57,8 @@ use crate::{Address, NodeHandle, NodeId};
 /// The two bytes every frame starts with.
 pub const MAGIC: [u8; 2] = *b"PY";
 /// The wire format version this codec writes and accepts.
-pub const VERSION: u8 = 1;
+/// Version 2: `RowReply` carries the sender's RTT to each entry.
+pub const VERSION: u8 = 2;
 /// Length of the frame header: magic, version, type, body length.
 pub const HEADER_LEN: usize = 8;
 /// Largest frame, header included.
@@ -141,6 +142,9 @@ pub enum EncodeError {
         /// [`MAX_FRAME_LEN`].
         max: usize,
     },
+    /// Two lists that must be as long as each other are not (`RowReply`'s entries and
+    /// their RTTs).
+    LengthMismatch,
 }
 
 impl fmt::Display for EncodeError {
@@ -155,6 +159,7 @@ impl fmt::Display for EncodeError {
             EncodeError::FrameTooLong { len, max } => {
                 write!(f, "frame of {len} bytes exceeds maximum {max}")
             }
+            EncodeError::LengthMismatch => f.write_str("parallel lists of different lengths"),
         }
     }
 }
@@ -332,7 +337,15 @@ fn check_bounds<A>(body: &Body<A>) -> Result<(), EncodeError> {
             check_list(leaf_set.len())?;
             check_list(failed.len())
         }
-        Body::RowReply { entries, .. } => check_list(entries.len()),
+        Body::RowReply {
+            entries, rtt_us, ..
+        } => {
+            check_list(entries.len())?;
+            if rtt_us.len() != entries.len() {
+                return Err(EncodeError::LengthMismatch);
+            }
+            Ok(())
+        }
         Body::RouteAck { .. }
         | Body::Direct { .. }
         | Body::Probe { .. }
@@ -376,7 +389,9 @@ fn body_len<A: Address>(body: &Body<A>) -> usize {
             leaf_set, failed, ..
         } => 1 + handles_len(leaf_set) + ids_len(failed),
         Body::RowRequest { .. } => 1,
-        Body::RowReply { entries, .. } => 1 + handles_len(entries),
+        Body::RowReply {
+            entries, rtt_us, ..
+        } => 1 + handles_len(entries) + 4 * rtt_us.len(),
         Body::Announce { .. } => 4,
         Body::Leave { leaf_set } => handles_len(leaf_set),
     }
@@ -480,9 +495,17 @@ fn put_body<A: Address>(out: &mut Vec<u8>, body: &Body<A>) {
             put_ids(out, failed);
         }
         Body::RowRequest { row } => out.push(*row),
-        Body::RowReply { row, entries } => {
+        Body::RowReply {
+            row,
+            entries,
+            rtt_us,
+        } => {
             out.push(*row);
             put_handles(out, entries);
+            // Same count as `entries` (checked), so no second count on the wire.
+            for rtt in rtt_us {
+                out.extend_from_slice(&rtt.to_be_bytes());
+            }
         }
         Body::Announce { rtt_us } => out.extend_from_slice(&rtt_us.to_be_bytes()),
         Body::Leave { leaf_set } => put_handles(out, leaf_set),
@@ -691,7 +714,17 @@ fn read_body<A: Address>(kind: MessageKind, r: &mut Reader<'_>) -> Result<Body<A
         MessageKind::RowReply => {
             let row = r.u8()?;
             let entries = read_handles(r)?;
-            Body::RowReply { row, entries }
+            if entries.len().saturating_mul(4) > r.remaining() {
+                return Err(DecodeError::Truncated);
+            }
+            let rtt_us = (0..entries.len())
+                .map(|_| r.u32())
+                .collect::<Result<Vec<u32>, _>>()?;
+            Body::RowReply {
+                row,
+                entries,
+                rtt_us,
+            }
         }
         MessageKind::Announce => Body::Announce { rtt_us: r.u32()? },
         MessageKind::Leave => Body::Leave {
@@ -784,6 +817,7 @@ mod tests {
             msg(Body::RowReply {
                 row: 2,
                 entries: vec![h(7), h(8)],
+                rtt_us: vec![0, 41_000],
             }),
             msg(Body::Announce { rtt_us: 1234 }),
             msg(Body::Leave {
@@ -830,7 +864,7 @@ mod tests {
                 hop_id: 0x0102_0304_0506_0708,
             },
         };
-        let mut want = b"PY\x01\x02\x00\x00\x00\x18".to_vec();
+        let mut want = b"PY\x02\x02\x00\x00\x00\x18".to_vec();
         want.extend_from_slice(&[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
         want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(enc(&m), want);
@@ -841,7 +875,7 @@ mod tests {
                 leaf_set: vec![NodeHandle::new(NodeId::MAX, 0xaabb_ccdd)],
             },
         };
-        let mut want = b"PY\x01\x0b\x00\x00\x00\x26".to_vec();
+        let mut want = b"PY\x02\x0b\x00\x00\x00\x26".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 1]);
         want.extend_from_slice(&[0xff; 16]);
@@ -877,7 +911,7 @@ mod tests {
 
     #[test]
     fn unsupported_version() {
-        for v in [0, 2, 255] {
+        for v in [0, 1, 3, 255] {
             let mut f = enc(&samples()[2]);
             f[2] = v;
             assert_eq!(decode::<u32>(&f), Err(DecodeError::UnsupportedVersion(v)));
@@ -1047,6 +1081,7 @@ mod tests {
             },
             Body::RowReply {
                 row: 0,
+                rtt_us: vec![0; big().len()],
                 entries: big(),
             },
         ];
@@ -1067,6 +1102,33 @@ mod tests {
             max: MAX_HANDLES,
         };
         assert_eq!(decode::<u32>(&f), Err(want));
+    }
+
+    #[test]
+    fn row_reply_rtts_match_the_entries() {
+        let h = |v: u128| NodeHandle::new(NodeId::from_u128(v), v as u32);
+        let bad = msg(Body::RowReply {
+            row: 1,
+            entries: vec![h(1), h(2)],
+            rtt_us: vec![5],
+        });
+        assert_eq!(
+            encode(&bad, &mut Vec::new()),
+            Err(EncodeError::LengthMismatch)
+        );
+        // A frame whose RTT list is cut short does not decode.
+        let good = msg(Body::RowReply {
+            row: 1,
+            entries: vec![h(1), h(2)],
+            rtt_us: vec![5, 6],
+        });
+        let mut out = Vec::new();
+        encode(&good, &mut out).unwrap();
+        let mut short = out[..out.len() - 4].to_vec();
+        let len = ((short.len() - HEADER_LEN) as u32).to_be_bytes();
+        let at = HEADER_LEN - 4;
+        short[at..HEADER_LEN].copy_from_slice(&len);
+        assert_eq!(decode::<u32>(&short), Err(DecodeError::Truncated));
     }
 
     #[test]
@@ -1302,7 +1364,16 @@ mod tests {
                 }
             ),
             any::<u8>().prop_map(|row| Body::RowRequest { row }),
-            (any::<u8>(), hs()).prop_map(|(row, entries)| Body::RowReply { row, entries }),
+            (any::<u8>(), hs(), any::<u32>()).prop_map(|(row, entries, seed)| {
+                let rtt_us = (0..entries.len() as u32)
+                    .map(|i| seed.wrapping_mul(i + 1))
+                    .collect();
+                Body::RowReply {
+                    row,
+                    entries,
+                    rtt_us,
+                }
+            }),
             any::<u32>().prop_map(|rtt_us| Body::Announce { rtt_us }),
             hs().prop_map(|leaf_set| Body::Leave { leaf_set }),
         ]

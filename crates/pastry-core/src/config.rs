@@ -72,8 +72,12 @@ pub struct Config {
     /// Period of routing-table maintenance: one row is fetched from a random member of a
     /// random row and its better entries are probed. Default 300 s.
     pub rt_maintenance_interval: Duration,
-    /// Candidates probed per routing-table row received. Default 4.
+    /// Candidates probed per routing-table row received (beyond those for empty slots,
+    /// which are all probed). Default 4.
     pub rt_maintenance_probes: usize,
+    /// A route that takes the rare case because a routing-table slot is empty asks the
+    /// next hop for that row, at most once per this interval. Default 1 s.
+    pub rt_fill_interval: Duration,
     /// Nodes remembered as recently failed (ignored in gossip, announced to the leaf set).
     /// Default 32.
     pub failed_set_size: usize,
@@ -108,7 +112,8 @@ impl Default for Config {
             announce_max: 128,
             join_probes_per_slot: 2,
             rt_maintenance_interval: Duration::from_secs(300),
-            rt_maintenance_probes: 4,
+            rt_maintenance_probes: 8,
+            rt_fill_interval: Duration::from_secs(1),
             failed_set_size: 32,
             failed_set_ttl: Duration::from_secs(60),
             dedup_window: 64,

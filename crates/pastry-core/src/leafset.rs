@@ -245,6 +245,22 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         }
     }
 
+    /// The number of nodes in the ring, estimated from the leaf set's density: exact when
+    /// the leaf set covers the ring, else members x 2^128 / span.
+    pub fn estimated_ring_size(&self) -> f64 {
+        let members = self.members().count();
+        let (Some(l), Some(r)) = (self.left().last(), self.right().last()) else {
+            return members as f64 + 1.0;
+        };
+        if self.covers_ring() {
+            return members as f64 + 1.0;
+        }
+        let span =
+            l.handle.id.cw_distance(self.own) as f64 + self.own.cw_distance(r.handle.id) as f64;
+        // `members` nodes (plus us) in `span`, so `members` gaps of span/members each.
+        (members as f64) * 2f64.powi(128) / span.max(1.0)
+    }
+
     /// True when `key` lies within the leaf set's range: between the farthest left and the
     /// farthest right member, or anywhere when [`LeafSet::covers_ring`].
     pub fn covers(&self, key: NodeId) -> bool {
@@ -329,6 +345,18 @@ mod tests {
 
     fn ids_of(v: &[Leaf<u32>]) -> Vec<u128> {
         v.iter().map(|l| l.handle.id.as_u128()).collect()
+    }
+
+    #[test]
+    fn ring_size_estimate_from_density() {
+        // A small ring the leaf set covers: exact.
+        assert_eq!(build(100, 4, &[200, 300]).estimated_ring_size(), 3.0);
+        // 10,000 evenly spaced nodes, 8 a side: the estimate is the true size.
+        let n = 10_000u128;
+        let gap = u128::MAX / n;
+        let ids: Vec<u128> = (1..n).map(|i| i * gap).collect();
+        let est = build(0, 8, &ids).estimated_ring_size();
+        assert!((est - n as f64).abs() < 1.0, "{est}");
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub enum Body<A> {
         row: u8,
         /// The row's non-empty entries.
         entries: Vec<NodeHandle<A>>,
+        /// The sender's RTT estimate to each entry in µs (0: not measured), same length
+        /// as `entries` (checked when decoding). With the receiver's RTT to the sender it
+        /// bounds the receiver's RTT to each entry from below (triangle inequality), so
+        /// only entries that may be nearer than a slot's occupant are probed.
+        rtt_us: Vec<u32>,
     },
     /// A node that finished joining tells a routing-table member the RTT it measured to it,
     /// so the member can consider it for its own table (proximity neighbour selection).

@@ -526,6 +526,8 @@ pub struct Node<A: Address> {
     right: Option<NodeId>,
     right_heard: Instant,
     ready_at: Instant,
+    /// When `lazy_fill` last asked for a row.
+    last_fill: Instant,
     next_id: u64,
     next_request: u64,
     recent_deliveries: VecDeque<(NodeId, u64)>,
@@ -567,6 +569,7 @@ impl<A: Address> Node<A> {
             right: None,
             right_heard: Instant::ZERO,
             ready_at: Instant::ZERO,
+            last_fill: Instant::ZERO,
             next_id: 0,
             // Request ids start at a random point, so that a node restarted under the same
             // id is not taken for a repeat of its former self by the roots' de-duplication.
@@ -952,19 +955,30 @@ impl<A: Address> Node<A> {
             }
             Body::RowRequest { row } => {
                 self.heard_from(now, sender, true);
-                let entries = self
+                let (entries, rtt_us) = self
                     .t
                     .routing_table
                     .row(row as usize)
                     .iter()
                     .flatten()
-                    .map(|e| e.handle)
-                    .collect();
-                self.send(sender.addr, Body::RowReply { row, entries });
+                    .map(|e| (e.handle, if e.rtt.is_known() { e.rtt.srtt_us } else { 0 }))
+                    .unzip();
+                self.send(
+                    sender.addr,
+                    Body::RowReply {
+                        row,
+                        entries,
+                        rtt_us,
+                    },
+                );
             }
-            Body::RowReply { row: _, entries } => {
+            Body::RowReply {
+                row: _,
+                entries,
+                rtt_us,
+            } => {
                 self.heard_from(now, sender, true);
-                self.consider_rt_candidates(now, &entries, self.cfg.rt_maintenance_probes);
+                self.consider_row(now, sender.id, &entries, &rtt_us);
             }
             Body::Announce { rtt_us } => {
                 self.heard_from(now, sender, true);
@@ -1249,6 +1263,7 @@ impl<A: Address> Node<A> {
                 }
                 if rare {
                     self.stats.rare_cases += 1;
+                    self.lazy_fill(now, m.key, to);
                 }
                 if m.origin.id != self.t.me.id && reroutes == 0 {
                     self.stats.forwarded += 1;
@@ -1949,6 +1964,21 @@ impl<A: Address> Node<A> {
 
     // ---- internals: routing table ----
 
+    /// A route took the rare case: when that is because the routing-table slot for `key`
+    /// is empty, ask the next hop `to` (which shares at least as many digits with the key,
+    /// so with us) for that row: its entry for the slot is likely there. At most one such
+    /// request per `rt_fill_interval`.
+    fn lazy_fill(&mut self, now: Instant, key: NodeId, to: NodeHandle<A>) {
+        if self.t.routing_table.next_hop(key).is_some()
+            || now.saturating_since(self.last_fill) < self.cfg.rt_fill_interval
+        {
+            return;
+        }
+        self.last_fill = now;
+        let row = self.t.me.id.shared_prefix_len(key, self.cfg.b);
+        self.send(to.addr, Body::RowRequest { row: row as u8 });
+    }
+
     /// Lazy repair of a hole in `row`: ask another member of the row, else of the next row.
     fn repair_row(&mut self, row: usize) {
         let pick = |rt: &RoutingTable<A>, r: usize, rng: &mut Rng| -> Option<NodeHandle<A>> {
@@ -1968,15 +1998,47 @@ impl<A: Address> Node<A> {
         if rows == 0 {
             return;
         }
-        let row = self.rng.below(rows as u64) as usize;
+        // A row with a hole that should not be there comes first: routes through it take
+        // the rare case (an extra hop). Else a random row, for proximity.
+        let row = self
+            .first_unexpected_hole()
+            .unwrap_or_else(|| self.rng.below(rows as u64) as usize);
         self.repair_row(row);
     }
 
-    /// Probes routing-table candidates: every one for an empty slot, and up to `budget`
-    /// that might be nearer than a slot's occupant.
-    fn consider_rt_candidates(&mut self, now: Instant, list: &[NodeHandle<A>], budget: usize) {
-        let mut budget = budget;
-        for h in list {
+    /// The first row with an empty slot that almost surely has candidates: one expecting
+    /// at least 8 nodes (ring size / 2^(b x (row + 1)), the size estimated from the leaf
+    /// set's density).
+    fn first_unexpected_hole(&self) -> Option<usize> {
+        let n = self.t.leaf_set.estimated_ring_size();
+        let rt = &self.t.routing_table;
+        let b = i32::from(rt.b());
+        (0..rt.rows())
+            .take_while(|&r| n / 2f64.powi(b * (r as i32 + 1)) >= 8.0)
+            .find(|&r| {
+                let own = usize::from(self.t.me.id.digit(r, rt.b()));
+                rt.row(r)
+                    .iter()
+                    .enumerate()
+                    .any(|(c, e)| c != own && e.is_none())
+            })
+    }
+
+    /// Probes the entries of a row another node sent: every one for an empty slot, and up
+    /// to `rt_maintenance_probes` of those that may be nearer than a slot's occupant,
+    /// most promising first. "May be nearer" uses the triangle inequality: our RTT to a
+    /// candidate is at least |rtt(us, sender) - rtt(sender, candidate)|, so a candidate
+    /// whose bound is not below the occupant's RTT is not worth a probe.
+    fn consider_row(
+        &mut self,
+        now: Instant,
+        sender: NodeId,
+        entries: &[NodeHandle<A>],
+        rtt_us: &[u32],
+    ) {
+        let to_sender = self.t.rtt(sender);
+        let mut maybe: Vec<(u32, NodeHandle<A>)> = Vec::new();
+        for (i, h) in entries.iter().enumerate() {
             if h.id == self.t.me.id || self.recently_failed(h.id) || self.probes.contains_key(&h.id)
             {
                 continue;
@@ -1986,12 +2048,23 @@ impl<A: Address> Node<A> {
             };
             match self.t.routing_table.get(row, col) {
                 None => self.probe(now, *h, P_RT),
-                Some(e) if e.handle.id != h.id && budget > 0 => {
-                    budget -= 1;
-                    self.probe(now, *h, P_RT);
+                Some(e) if e.handle.id != h.id => {
+                    let theirs = rtt_us.get(i).copied().unwrap_or(0);
+                    let bound = if to_sender.is_known() && theirs > 0 {
+                        to_sender.srtt_us.abs_diff(theirs)
+                    } else {
+                        0
+                    };
+                    if bound < e.rtt.proximity() {
+                        maybe.push((bound, *h));
+                    }
                 }
                 Some(_) => {}
             }
+        }
+        maybe.sort_by_key(|&(bound, h)| (bound, h.id));
+        for (_, h) in maybe.into_iter().take(self.cfg.rt_maintenance_probes) {
+            self.probe(now, h, P_RT);
         }
     }
 
@@ -2128,15 +2201,17 @@ impl<A: Address> Node<A> {
         // Second phase of the join (the paper's "nearby node discovery"): ask the nearest
         // member of each row for its row, and probe the candidates that may be nearer.
         for row in 0..self.t.routing_table.rows() {
-            let nearest = self
+            let mut members: Vec<(u32, NodeHandle<A>)> = self
                 .t
                 .routing_table
                 .row(row)
                 .iter()
                 .flatten()
-                .min_by_key(|e| e.rtt.proximity())
-                .map(|e| e.handle);
-            if let Some(h) = nearest {
+                .map(|e| (e.rtt.proximity(), e.handle))
+                .collect();
+            members.sort_by_key(|&(rtt, h)| (rtt, h.id));
+            let ask = if row < 3 { 3 } else { 1 };
+            for (_, h) in members.into_iter().take(ask) {
                 self.send(h.addr, Body::RowRequest { row: row as u8 });
             }
         }
@@ -2326,6 +2401,119 @@ mod tests {
                 rare: false
             }
         );
+    }
+
+    /// A ready node at 0x5000.. with two leaf-set members a side (not covering the ring),
+    /// and what it sent so far drained.
+    fn small_world() -> Node<u32> {
+        let cfg = Config {
+            leaf_set_size: 4,
+            ..Config::default()
+        };
+        let mut n = Node::new(Arc::new(cfg), NodeId::from_u128(0x5000 << 112), 1u32, 1);
+        n.start_ring(Instant::ZERO);
+        let mut ev = Vec::new();
+        for v in [10, 20, -10i128, -20] {
+            let id = ((0x5000u128 << 112) as i128 + v) as u128;
+            n.t.leaf_set.insert(
+                NodeHandle::new(NodeId::from_u128(id), (200 + v) as u32),
+                Rtt::UNKNOWN,
+                &mut ev,
+            );
+        }
+        while n.poll_transmit().is_some() {}
+        while n.poll_event().is_some() {}
+        n
+    }
+
+    fn sent(n: &mut Node<u32>) -> Vec<(u32, Body<u32>)> {
+        std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.to, t.msg.body))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_reply_probes_only_entries_that_may_be_nearer() {
+        let mut n = small_world();
+        let h = |v: u128, addr: u32| NodeHandle::new(NodeId::from_u128(v << 112), addr);
+        // Slot (0, 1) holds a node 10 ms away; the sender of the row is 50 ms away.
+        n.t.routing_table
+            .insert(h(0x1000, 10), Rtt::from_sample(10_000));
+        n.t.routing_table
+            .insert(h(0x7000, 70), Rtt::from_sample(50_000));
+        let near = h(0x1100, 11); // 55 ms from the sender: maybe 5 ms from us
+        let far = h(0x1200, 12); // 200 ms from the sender: at least 150 ms from us
+        let unmeasured = h(0x1300, 13); // the sender has no RTT: no bound
+        let hole = h(0x2000, 20); // an empty slot: always worth a probe
+        let msg = Message {
+            sender: h(0x7000, 70).id,
+            body: Body::RowReply {
+                row: 0,
+                entries: vec![far, near, unmeasured, hole],
+                rtt_us: vec![200_000, 55_000, 0, 400_000],
+            },
+        };
+        n.handle_message(Instant::from_micros(1000), 70, msg);
+        let mut probed: Vec<u32> = sent(&mut n)
+            .into_iter()
+            .filter(|(_, b)| matches!(b, Body::Probe { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        probed.sort_unstable();
+        assert_eq!(probed, vec![11, 13, 20]);
+    }
+
+    #[test]
+    fn a_rare_case_route_asks_the_next_hop_for_the_missing_row() {
+        let mut n = small_world();
+        let x = NodeHandle::new(NodeId::from_u128(0x9abc << 112), 9u32);
+        n.t.routing_table.insert(x, Rtt::from_sample(100));
+        // No entry for digit 0xc: routes to 0xc0.. take the rare case through x.
+        let key = |i: u128| NodeId::from_u128((0xc000 << 112) + i);
+        let route = |n: &mut Node<u32>, at: u64, k: NodeId| {
+            n.route(Instant::from_micros(at), k, 0, Bytes::new())
+                .unwrap();
+            sent(n)
+        };
+        let row_requests = |out: &[(u32, Body<u32>)]| {
+            out.iter()
+                .filter(|(to, b)| *to == 9 && matches!(b, Body::RowRequest { row: 0 }))
+                .count()
+        };
+        assert_eq!(row_requests(&route(&mut n, 2_000_000, key(1))), 1);
+        // At most one request per `rt_fill_interval` (1 s).
+        assert_eq!(row_requests(&route(&mut n, 2_500_000, key(2))), 0);
+        assert_eq!(row_requests(&route(&mut n, 3_100_000, key(3))), 1);
+        // A route the table serves asks nothing.
+        assert_eq!(
+            row_requests(&route(&mut n, 9_000_000, NodeId::from_u128(0x9fff << 112))),
+            0
+        );
+    }
+
+    #[test]
+    fn maintenance_goes_to_a_row_with_a_hole_that_should_be_filled() {
+        let mut n = small_world();
+        // A leaf set 10 ids wide a side: an estimated ring of ~2^128 x 4 / 40 nodes, so
+        // every slot of the first rows should have candidates.
+        assert!(n.t.leaf_set.estimated_ring_size() > 1e30);
+        let h = |v: u128| NodeHandle::new(NodeId::from_u128(v << 112), v as u32);
+        for d in [0u128, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+            n.t.routing_table.insert(h(d << 12), Rtt::from_sample(100));
+        }
+        // Row 1 lacks column 7: ask one of its members for row 1.
+        for d in 0..16u128 {
+            if d != 0 && d != 7 {
+                n.t.routing_table
+                    .insert(h(0x5000 | d << 8), Rtt::from_sample(100));
+            }
+        }
+        assert_eq!(n.first_unexpected_hole(), Some(1));
+        n.rt_maintenance(Instant::from_micros(1000));
+        let out = sent(&mut n);
+        assert_eq!(out.len(), 1);
+        assert!(matches!(out[0].1, Body::RowRequest { row: 1 }));
+        assert_eq!(out[0].0 & 0xf0ff, 0x5000, "asked a row-1 member");
     }
 
     #[test]

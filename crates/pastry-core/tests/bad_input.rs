@@ -217,10 +217,18 @@ impl World {
             MessageKind::RowRequest => Body::RowRequest {
                 row: pick(rng, &[0u8, 1, 2, 31, 32, 127, 128, 255]),
             },
-            MessageKind::RowReply => Body::RowReply {
-                row: rng.next_u64() as u8,
-                entries: self.handles(rng),
-            },
+            MessageKind::RowReply => {
+                let entries = self.handles(rng);
+                let rtt_us = entries
+                    .iter()
+                    .map(|_| pick(rng, &[0u32, 1, 30_000, u32::MAX]))
+                    .collect();
+                Body::RowReply {
+                    row: rng.next_u64() as u8,
+                    entries,
+                    rtt_us,
+                }
+            }
             MessageKind::Announce => Body::Announce {
                 rtt_us: {
                     let any = rng.next_u64() as u32;
@@ -584,6 +592,7 @@ fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
         Body::RowReply {
             row: 0,
             entries: vec![],
+            rtt_us: vec![],
         },
         Body::Announce { rtt_us: 1 },
         Body::Leave { leaf_set: vec![] },
@@ -1118,6 +1127,7 @@ fn gossip_with_a_stale_address_does_not_evict_a_live_member() {
                 body: Body::RowReply {
                     row: 0,
                     entries: vec![NodeHandle::new(r.id, stale)],
+                    rtt_us: vec![0],
                 },
             };
             let now = m.now();
