@@ -57,8 +57,12 @@ pub struct Forward<'m, A> {
 pub enum ForwardAction {
     /// Send the (possibly changed) message on.
     Continue,
-    /// Drop the message here.
+    /// Drop the message here: the origin hears of it as a route failure
+    /// (`RouteFailure::DroppedByApplication`).
     Drop,
+    /// The application took the message over here (answered a lookup from a cache, say):
+    /// routing ends without a delivery and without a failure report.
+    Consumed,
 }
 
 /// An application on a node: the upcalls of the common KBR API.

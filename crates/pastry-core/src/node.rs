@@ -198,6 +198,8 @@ pub struct Stats {
     pub ignored: u64,
     /// Repeated deliveries of the same message (after a lost ack) swallowed at the root.
     pub duplicates: u64,
+    /// Routed messages an application's `forward` took over (`ForwardAction::Consumed`).
+    pub consumed: u64,
 }
 
 // Probe purposes, combined as bit flags.
@@ -1252,9 +1254,16 @@ impl<A: Address> Node<A> {
                             },
                         )
                     });
-                    if action == Some(ForwardAction::Drop) {
-                        self.fail_route(&m, RouteFailure::DroppedByApplication);
-                        return;
+                    match action {
+                        Some(ForwardAction::Drop) => {
+                            self.fail_route(&m, RouteFailure::DroppedByApplication);
+                            return;
+                        }
+                        Some(ForwardAction::Consumed) => {
+                            self.stats.consumed += 1;
+                            return;
+                        }
+                        Some(ForwardAction::Continue) | None => {}
                     }
                     if to.id == self.t.me.id {
                         self.deliver(now, m, excluded, reroutes);

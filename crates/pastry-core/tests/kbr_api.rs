@@ -131,6 +131,8 @@ enum OnForward {
     Stamp,
     /// Drop it at the node where `hops` has this value.
     DropAtHop(u8),
+    /// Take it over (`ForwardAction::Consumed`) at the node where `hops` has this value.
+    ConsumeAtHop(u8),
     /// At the origin (hops 0), send it to this node instead.
     RedirectAtOrigin(NodeHandle<u32>),
 }
@@ -219,6 +221,11 @@ impl Application<u32> for Recorder {
             OnForward::DropAtHop(h) => {
                 if msg.hops == h {
                     action = ForwardAction::Drop;
+                }
+            }
+            OnForward::ConsumeAtHop(h) => {
+                if msg.hops == h {
+                    action = ForwardAction::Consumed;
                 }
             }
             OnForward::RedirectAtOrigin(to) => {
@@ -544,6 +551,42 @@ fn forward_can_redirect_the_next_hop() {
             })?;
         }
         ensure(!sent.is_empty(), || "nothing sent".into())
+    });
+}
+
+#[test]
+fn forward_can_consume_the_message_without_a_failure() {
+    for_seeds(|seed| {
+        let mut m = converged_ring(seed, 60)?;
+        let log = Shared::default();
+        let nodes = all_nodes(&m);
+        register(&mut m, &nodes, APP, || {
+            Recorder::new(&log).forwarding(OnForward::ConsumeAtHop(1))
+        });
+        let sent = send_lookups(&mut m, 80, b"x");
+        m.run_for(secs(10));
+        ensure(m.failures.is_empty(), || {
+            format!("consumed messages reported as failures: {:?}", m.failures)
+        })?;
+        let log = log.lock().unwrap();
+        let mut consumed = 0u64;
+        for &(from, key, req) in &sent {
+            let ds = delivered_for(&log, &m, from, req);
+            let taken = log.forwarded.iter().any(|f| f.key == key && f.hops == 1);
+            if taken {
+                consumed += 1;
+                ensure(ds.is_empty(), || format!("{key:?} consumed but delivered"))?;
+                let later = log.forwarded.iter().any(|g| g.key == key && g.hops > 1);
+                ensure(!later, || format!("{key:?} forwarded after being consumed"))?;
+            } else {
+                ensure(ds.len() == 1, || format!("{key:?}: deliveries {ds:?}"))?;
+            }
+        }
+        ensure(consumed > 0, || "nothing consumed".into())?;
+        let counted: u64 = m.nodes.iter().map(|n| n.stats().consumed).sum();
+        ensure(counted == consumed, || {
+            format!("Stats::consumed {counted}, {consumed} consumed")
+        })
     });
 }
 

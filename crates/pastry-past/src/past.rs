@@ -2052,7 +2052,7 @@ impl<A: Address> Application<A> for Past<A> {
         }
         let client = msg.origin;
         if msg.hops > 0 && self.answer_lookup(ctx, request, key, client, &path) {
-            return ForwardAction::Drop;
+            return ForwardAction::Consumed;
         }
         let me = ctx.local_handle();
         if msg.hops > 0 && path.len() < MAX_PATH {

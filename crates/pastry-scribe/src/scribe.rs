@@ -728,7 +728,7 @@ impl<A: Address> Scribe<A> {
             }) => {
                 if self.topics.contains_key(&topic) {
                     self.anycast_step(ctx, topic, origin, id, payload, search);
-                    ForwardAction::Drop
+                    ForwardAction::Consumed
                 } else {
                     ForwardAction::Continue
                 }
@@ -1191,7 +1191,7 @@ impl<A: Address> Scribe<A> {
         }
         if self.topics.contains_key(&topic) {
             return if self.take_subscriber(ctx, topic, subscriber, attempt, search, true) {
-                ForwardAction::Drop
+                ForwardAction::Consumed
             } else {
                 ForwardAction::Continue
             };
