@@ -19,10 +19,11 @@ pub struct Config {
     pub neighborhood_size: usize,
 
     /// How often a ready node sends its leaf set to its left neighbour as a heartbeat.
-    /// Default 10 s (jittered down by up to 10%).
+    /// Default 20 s (jittered down by up to 10%), FreePastry's: it is about a third of all
+    /// control traffic under churn.
     pub heartbeat_interval: Duration,
     /// Silence from the right neighbour after which it is probed. Must exceed
-    /// `heartbeat_interval`. Default 12 s.
+    /// `heartbeat_interval`. Default 24 s.
     pub heartbeat_timeout: Duration,
     /// Probe and per-hop ack timeout for a node whose RTT was never measured. Default 1 s.
     pub probe_timeout_initial: Duration,
@@ -63,10 +64,11 @@ pub struct Config {
     pub announce: bool,
     /// How many measured nodes, nearest first, a new node announces itself to. Existing
     /// nodes learn of nearby newcomers only this way: proximity (relative delay penalty)
-    /// depends on it. Default 128.
+    /// depends on it. Default 64.
     pub announce_max: usize,
     /// Routing-table candidates a joining node probes per table slot, at most (it keeps
-    /// the nearest). More gives better proximity and costs two messages each. Default 2.
+    /// the nearest). More gives better proximity and costs two messages each; the second
+    /// join phase's row requests find nearer ones more cheaply. Default 1.
     pub join_probes_per_slot: usize,
 
     /// Period of routing-table maintenance: one row is fetched from a random member of a
@@ -94,8 +96,8 @@ impl Default for Config {
             b: 4,
             leaf_set_size: 16,
             neighborhood_size: 32,
-            heartbeat_interval: Duration::from_secs(10),
-            heartbeat_timeout: Duration::from_secs(12),
+            heartbeat_interval: Duration::from_secs(20),
+            heartbeat_timeout: Duration::from_secs(24),
             probe_timeout_initial: Duration::from_secs(1),
             probe_timeout_min: Duration::from_millis(200),
             probe_timeout_max: Duration::from_secs(2),
@@ -109,10 +111,10 @@ impl Default for Config {
             join_timeout: Duration::from_secs(5),
             join_attempts: 4,
             announce: true,
-            announce_max: 128,
-            join_probes_per_slot: 2,
+            announce_max: 64,
+            join_probes_per_slot: 1,
             rt_maintenance_interval: Duration::from_secs(300),
-            rt_maintenance_probes: 8,
+            rt_maintenance_probes: 4,
             rt_fill_interval: Duration::from_secs(1),
             failed_set_size: 32,
             failed_set_ttl: Duration::from_secs(60),

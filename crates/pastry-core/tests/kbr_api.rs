@@ -768,7 +768,8 @@ fn update_scenario(seed: u64, replay: bool) -> Result<(), String> {
         .filter(|&i| m.nodes[i as usize].leaf_set().contains(victim.id))
         .collect();
     m.crash(victim.addr);
-    m.run_for(secs(30));
+    // Detection: up to a heartbeat timeout (24 s) plus probe retries, then the repair.
+    m.run_for(secs(60));
     m.check_leaf_sets()?;
     let log = log.lock().unwrap();
     for i in had {

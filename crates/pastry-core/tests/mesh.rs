@@ -162,7 +162,8 @@ fn crash_of_one_node_is_repaired() {
         m.run_for(secs(30));
         let victim = m.random_live_ready().unwrap();
         m.crash(victim);
-        m.run_for(secs(30));
+        // Silence is noticed after `heartbeat_timeout` (24 s), then probed and repaired.
+        m.run_for(secs(60));
         m.check_leaf_sets()?;
         lookups(&mut m, 200)?;
         no_violations(&m)

@@ -567,6 +567,29 @@ impl<A: Address> Scribe<A> {
         r
     }
 
+    /// Drops `child` from `topic` without asking the policy, telling it (it looks for a new
+    /// parent), and leaves the tree when nothing keeps this node in it. SplitStream makes
+    /// room this way for an orphan of its primary stripe found through the spare-capacity
+    /// group. Returns false when `child` was not a child in `topic`.
+    pub(crate) fn evict(
+        &mut self,
+        ctx: &mut AppContext<'_, A>,
+        topic: TopicId,
+        child: NodeId,
+    ) -> bool {
+        if self
+            .topics
+            .get(&topic)
+            .is_none_or(|st| st.child_pos(child).is_none())
+        {
+            return false;
+        }
+        self.remove_child(ctx, topic, child, true);
+        self.maybe_prune(ctx, topic);
+        self.finish(ctx);
+        true
+    }
+
     fn do_adopt(
         &mut self,
         ctx: &mut AppContext<'_, A>,

@@ -20,11 +20,24 @@
 //!   that, the child in the primary stripe sharing the shortest prefix with the stripe id
 //!   is evicted, unless the newcomer's prefix is no longer.
 //!
+//! - when full, the child evicted from a non-primary stripe is taken from the stripe where
+//!   the node has the fewest children, so that its forwarding there ends soonest.
+//!
 //! An evicted or refused node ("orphan") that finds no parent anycasts to the channel's
-//! spare-capacity group: a Scribe group whose members are the nodes with spare capacity.
-//! A member accepts when it has room and is not a descendant of the orphan in that stripe
-//! (its root path does not contain the orphan), then adopts it, joining the stripe's tree
-//! as a forwarder if it was not in it.
+//! spare-capacity group: a Scribe group whose members are the nodes with spare capacity,
+//! and the full nodes that hold children outside their primary stripe (they can make room
+//! for their primary stripe). A member accepts only when it is not a descendant of the
+//! orphan in that stripe (its root path does not contain the orphan), then adopts it,
+//! joining the stripe's tree as a forwarder if it was not in it. The orphan searches the
+//! group in up to three passes, each started when the previous one fails:
+//! 1. members whose adopting keeps the forest disjoint: with room, and the stripe is their
+//!    primary one, or they are its root, or they already forward in it (no new interior
+//!    (node, stripe) pair); or full, the stripe is their primary one, and they evict a
+//!    non-primary child to make room (deviation: the paper's spare-capacity group holds
+//!    only nodes with room, so its orphans land wherever there is room);
+//! 2. members with room for at least half their capacity (a node that will take several
+//!    orphans of the stripe, rather than many nodes taking one each);
+//! 3. any member with room (the paper's search).
 //!
 //! Content: [`SplitStream::publish`] splits a block into S contiguous parts of nearly equal
 //! size and publishes part `i` on stripe `i`. There is no erasure code: a node missing a
@@ -185,7 +198,25 @@ impl Layout {
     fn used<A: Address>(&self, view: &ScribeView<'_, A>) -> usize {
         self.stripes.iter().map(|&s| view.child_count(s)).sum()
     }
+    /// Children this node may drop to make room for its primary stripe: those of the
+    /// non-primary stripe (not one it is root of) where it has the fewest children, so
+    /// that an eviction ends its forwarding there as soon as possible.
+    fn victims<A: Address>(&self, view: &ScribeView<'_, A>) -> Vec<(TopicId, NodeHandle<A>)> {
+        let prim = self.primary(view.local().id);
+        self.stripes
+            .iter()
+            .filter(|&&s| s != prim && !view.is_root(s) && view.child_count(s) > 0)
+            .min_by_key(|&&s| view.child_count(s))
+            .map(|&s| view.children(s).map(|c| (s, c)).collect())
+            .unwrap_or_default()
+    }
 }
+
+/// Searches of the spare-capacity group an orphan makes, in order: first only members
+/// whose adopting it keeps the forest interior-node-disjoint (the stripe is their primary
+/// one, they are its root, or they forward in it already), then members with room for at
+/// least half their capacity, then any member with room (see the module documentation).
+const SPARE_PASSES: u8 = 3;
 
 /// SplitStream's Scribe policy: capacity over stripes, push-down, spare-capacity anycasts.
 struct StripePolicy {
@@ -224,12 +255,7 @@ impl<A: Address> ScribePolicy<A> for StripePolicy {
         }
         // Full, and the request is for our own stripe (or one we are root of): make room,
         // first from a non-primary stripe we are not root of.
-        let victims: Vec<(TopicId, NodeHandle<A>)> = l
-            .stripes
-            .iter()
-            .filter(|&&s| s != topic && s != l.primary(me) && !view.is_root(s))
-            .flat_map(|&s| view.children(s).map(move |c| (s, c)))
-            .collect();
+        let victims = l.victims(view);
         if !victims.is_empty() {
             let (topic, child) = victims[self.rng.below(victims.len() as u64) as usize];
             return Admission::AcceptEvicting { topic, child };
@@ -257,17 +283,26 @@ impl<A: Address> ScribePolicy<A> for StripePolicy {
         if topic != l.spare {
             return true;
         }
-        let Some((stripe, orphan)) = decode_orphan::<A>(payload) else {
+        let Some((stripe, pass, orphan)) = decode_orphan::<A>(payload) else {
             return false;
         };
         let Some(&st) = l.stripes.get(stripe) else {
             return false;
         };
         let me = view.local().id;
-        orphan.id == origin.id
+        let primary = l.primary(me) == st;
+        let room = l.used(view) < l.capacity && view.has_room(st);
+        // Taking the orphan keeps this node interior in its primary stripe only (or in a
+        // stripe where it forwards already, which adds no new (node, stripe) pair).
+        let disjoint = primary || view.is_root(st) || view.child_count(st) > 0;
+        let free = l.capacity.saturating_sub(l.used(view));
+        let ok = match pass {
+            0 => (room && disjoint) || (primary && !room && !l.victims(view).is_empty()),
+            1 => room && free * 2 >= l.capacity,
+            _ => room,
+        };
+        ok && orphan.id == origin.id
             && orphan.id != me
-            && l.used(view) < l.capacity
-            && view.has_room(st)
             && !view.path(st).contains(&orphan.id)
             && view.parent(st).is_none_or(|p| p.id != orphan.id)
             && !view.is_child(st, orphan.id)
@@ -304,20 +339,22 @@ impl<A: Address> ScribePolicy<A> for StripePolicy {
     }
 }
 
-fn encode_orphan<A: Address>(stripe: usize, orphan: NodeHandle<A>) -> Bytes {
-    let mut v = Vec::with_capacity(1 + 16 + orphan.addr.encoded_len());
+fn encode_orphan<A: Address>(stripe: usize, pass: u8, orphan: NodeHandle<A>) -> Bytes {
+    let mut v = Vec::with_capacity(2 + 16 + orphan.addr.encoded_len());
     v.push(stripe as u8);
+    v.push(pass);
     v.extend_from_slice(&orphan.id.to_bytes());
     orphan.addr.encode(&mut v);
     Bytes::from(v)
 }
 
-fn decode_orphan<A: Address>(b: &[u8]) -> Option<(usize, NodeHandle<A>)> {
+fn decode_orphan<A: Address>(b: &[u8]) -> Option<(usize, u8, NodeHandle<A>)> {
     let mut r = pastry_core::codec::Reader::new(b);
     let stripe = usize::from(r.u8().ok()?);
+    let pass = r.u8().ok()?;
     let id = NodeId::from_bytes(r.array::<16>().ok()?);
     let addr = A::decode(&mut r).ok()?;
-    r.is_empty().then_some((stripe, NodeHandle::new(id, addr)))
+    (r.is_empty() && pass < SPARE_PASSES).then_some((stripe, pass, NodeHandle::new(id, addr)))
 }
 
 /// Length of a part's header: block number, block length, part index.
@@ -341,6 +378,8 @@ pub struct SplitStream<A: Address> {
     next_block: u64,
     blocks: BTreeMap<(NodeId, u64), Partial>,
     orphan_searches: BTreeSet<usize>,
+    /// Pending spare-group anycasts: anycast id -> (stripe, pass).
+    orphan_anycasts: BTreeMap<u64, (usize, u8)>,
     stats: SplitStreamStats,
 }
 
@@ -396,6 +435,7 @@ impl<A: Address> SplitStream<A> {
             next_block: 0,
             blocks: BTreeMap::new(),
             orphan_searches: BTreeSet::new(),
+            orphan_anycasts: BTreeMap::new(),
         })
     }
 
@@ -540,7 +580,11 @@ impl<A: Address> SplitStream<A> {
     }
 
     fn update_spare(&mut self, ctx: &mut AppContext<'_, A>) {
-        let spare = self.member && self.used_capacity() < self.cfg.capacity;
+        // A full node that forwards in a stripe other than its primary one stays in the
+        // group: it takes an orphan of its primary stripe by evicting such a child.
+        let spare = self.member
+            && (self.used_capacity() < self.cfg.capacity
+                || !self.layout.victims(&self.view(ctx)).is_empty());
         if spare && !self.spare_member {
             self.spare_member = self.scribe.subscribe(ctx, self.layout.spare).is_ok();
         } else if !spare && self.spare_member {
@@ -577,28 +621,66 @@ impl<A: Address> SplitStream<A> {
                 if let Some(stripe) = self.layout.stripe_of(topic)
                     && self.orphan_searches.insert(stripe)
                 {
-                    let payload = encode_orphan(stripe, ctx.local_handle());
-                    if self.scribe.anycast(ctx, self.layout.spare, payload).is_ok() {
-                        self.stats.spare_anycasts += 1;
+                    self.spare_search(ctx, stripe, 0);
+                }
+            }
+            ScribeEvent::AnycastSucceeded { topic, id, .. } if topic == self.layout.spare => {
+                // One search per stripe at a time; the next failure may start another.
+                if let Some((stripe, _)) = self.orphan_anycasts.remove(&id) {
+                    self.orphan_searches.remove(&stripe);
+                }
+            }
+            ScribeEvent::AnycastFailed { topic, id } if topic == self.layout.spare => {
+                if let Some((stripe, pass)) = self.orphan_anycasts.remove(&id) {
+                    let st = self.layout.stripes[stripe];
+                    let orphan = self.scribe.parent(st).is_none() && !self.scribe.is_root(st);
+                    if orphan && pass + 1 < SPARE_PASSES && self.orphan_searches.contains(&stripe) {
+                        self.spare_search(ctx, stripe, pass + 1);
+                    } else {
+                        self.orphan_searches.remove(&stripe);
                     }
                 }
             }
-            ScribeEvent::AnycastSucceeded { topic, .. }
-            | ScribeEvent::AnycastFailed { topic, .. }
-                if topic == self.layout.spare =>
-            {
-                // One search per stripe at a time; the next failure may start another.
-                self.orphan_searches.clear();
-            }
             ScribeEvent::AnycastReceived { topic, payload, .. } if topic == self.layout.spare => {
-                if let Some((stripe, orphan)) = decode_orphan::<A>(&payload)
+                if let Some((stripe, _, orphan)) = decode_orphan::<A>(&payload)
                     && let Some(&st) = self.layout.stripes.get(stripe)
-                    && self.scribe.adopt(ctx, st, orphan).is_ok()
                 {
-                    self.stats.spare_adoptions += 1;
+                    // Full and asked for the primary stripe: drop a non-primary child first.
+                    if self.used_capacity() >= self.cfg.capacity
+                        && st == self.layout.primary(ctx.local_handle().id)
+                    {
+                        let victim = self.layout.victims(&self.view(ctx)).first().copied();
+                        match victim {
+                            Some((vt, v)) => {
+                                self.scribe.evict(ctx, vt, v.id);
+                            }
+                            None => return,
+                        }
+                    }
+                    if self.scribe.adopt(ctx, st, orphan).is_ok() {
+                        self.stats.spare_adoptions += 1;
+                    }
                 }
             }
             _ => {}
+        }
+    }
+
+    fn view(&self, ctx: &AppContext<'_, A>) -> ScribeView<'_, A> {
+        self.scribe.view(ctx.local_handle())
+    }
+
+    /// Anycasts to the spare-capacity group for a parent in `stripe` (search `pass`).
+    fn spare_search(&mut self, ctx: &mut AppContext<'_, A>, stripe: usize, pass: u8) {
+        let payload = encode_orphan(stripe, pass, ctx.local_handle());
+        match self.scribe.anycast(ctx, self.layout.spare, payload) {
+            Ok(id) => {
+                self.stats.spare_anycasts += 1;
+                self.orphan_anycasts.insert(id, (stripe, pass));
+            }
+            Err(_) => {
+                self.orphan_searches.remove(&stripe);
+            }
         }
     }
 
