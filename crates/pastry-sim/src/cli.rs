@@ -15,7 +15,7 @@ use anyhow::Context;
 use pastry_core::Config;
 
 use crate::net::TopologySpec;
-use crate::sim::{Churn, SimOptions, Simulation};
+use crate::sim::{Churn, PastWorkload, SimOptions, Simulation};
 use crate::workload::{Partition, SessionDist, load_trace, parse_duration, parse_partition};
 
 /// Session-time distribution names on the command line.
@@ -25,6 +25,15 @@ pub enum DistArg {
     Exp,
     /// Pareto (shape from `--churn-pareto-alpha`).
     Pareto,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// Options of `pastry sim`. Durations take `ms`, `s`, `m` or `h` (default seconds).
@@ -92,6 +101,23 @@ pub struct SimArgs {
     /// phase, e.g. 20s:30s.
     #[arg(long, value_parser = parse_partition)]
     pub partition: Option<Partition>,
+    /// PAST workload: objects to insert after the build (0 = no PAST). PAST runs on every
+    /// node; the objects are looked up while measuring and all checked at the end.
+    #[arg(long = "past-objects", default_value_t = 0)]
+    pub past_objects: u64,
+    /// PAST: replicas per object (the paper's k).
+    #[arg(long = "past-k", default_value_t = 5)]
+    pub past_k: usize,
+    /// PAST: bytes per object.
+    #[arg(long = "past-object-size", default_value_t = 1024)]
+    pub past_object_size: usize,
+    /// PAST: lookups of random stored objects spread over `--duration` [default: one per
+    /// object].
+    #[arg(long = "past-lookups")]
+    pub past_lookups: Option<u64>,
+    /// PAST: cache objects along lookup routes.
+    #[arg(long = "past-cache", value_enum, default_value_t = OnOff::On)]
+    pub past_cache: OnOff,
     /// Print the report as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -162,6 +188,13 @@ impl SimArgs {
             fail_fraction: self.fail_fraction,
             fail_at: self.fail_at,
             partition: self.partition,
+            past: (self.past_objects > 0).then(|| PastWorkload {
+                objects: self.past_objects,
+                k: self.past_k,
+                object_size: self.past_object_size,
+                lookups: self.past_lookups.unwrap_or(self.past_objects),
+                caching: self.past_cache == OnOff::On,
+            }),
         })
     }
 }

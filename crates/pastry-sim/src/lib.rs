@@ -34,4 +34,4 @@ pub mod workload;
 
 pub use net::TopologySpec;
 pub use report::Report;
-pub use sim::{Churn, Progress, SimOptions, Simulation};
+pub use sim::{Churn, PAST_APP, PastWorkload, Progress, SimOptions, Simulation};

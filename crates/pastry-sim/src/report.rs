@@ -35,6 +35,8 @@ pub struct Report {
     pub failure: Option<FailureReport>,
     /// Partition and heal, when the run had one.
     pub partition: Option<PartitionReport>,
+    /// The PAST workload, when the run had one (`--past-objects`).
+    pub past: Option<PastReport>,
     /// Simulator performance.
     pub perf: PerfReport,
     /// FNV-1a over every processed event's (time, kind, node), as 16 hex digits.
@@ -352,6 +354,59 @@ impl fmt::Display for Report {
                     .map_or("never".to_string(), |v| format!("after {v:.1} s"))
             )?;
         }
+        if let Some(pa) = &self.past {
+            writeln!(
+                f,
+                "  PAST      {} objects (k={}, {} bytes, caching {}): {} stored, {} insert failures, \
+                 {} lost, {} not on their k closest nodes at the end",
+                pa.objects,
+                pa.k,
+                pa.object_size,
+                if pa.caching { "on" } else { "off" },
+                pa.stored,
+                pa.insert_failures,
+                pa.objects_lost,
+                pa.under_replicated_at_end
+            )?;
+            writeln!(
+                f,
+                "  PAST      lookups {} issued, {} answered ({} from caches), {} failed, {} unanswered, \
+                 {} abandoned (client left); mean {:.0} ms; final check {}/{} retrievable",
+                pa.lookups_issued,
+                pa.lookups_answered,
+                pa.lookups_from_cache,
+                pa.lookups_failed,
+                pa.lookups_unanswered,
+                pa.lookups_abandoned,
+                pa.lookup_mean_ms,
+                pa.verify_answered,
+                pa.verify_issued
+            )?;
+            writeln!(
+                f,
+                "  PAST      replica maintenance {:.4} msgs/s and {:.1} bytes/s per node ({} replicas \
+                 moved); all PAST traffic {:.4} msgs/s and {:.1} bytes/s per node",
+                pa.maintenance_msgs_per_node_s,
+                pa.maintenance_bytes_per_node_s,
+                pa.maintenance_objects_received,
+                pa.app_msgs_per_node_s,
+                pa.app_bytes_per_node_s
+            )?;
+            if let Some(r) = &pa.repair {
+                writeln!(
+                    f,
+                    "  PAST      repair: {} objects lost with all replicas, {} under-replicated at the \
+                     failure; all on their k closest nodes {}; {:.2} MiB moved in {} messages ({} replicas)",
+                    r.lost_at_failure,
+                    r.under_replicated_at_failure,
+                    r.repaired_s
+                        .map_or("never".to_string(), |v| format!("after {v:.0} s")),
+                    mib(r.bytes_moved),
+                    r.messages,
+                    r.objects_moved
+                )?;
+            }
+        }
         writeln!(
             f,
             "  checks    {} violations ({} expected), {} looped ({} expected), leaf sets {}/{} correct; {}",
@@ -380,4 +435,85 @@ impl fmt::Display for Report {
             self.trace_hash
         )
     }
+}
+
+/// The PAST workload (`--past-objects`): storage, lookups, maintenance and repair.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PastReport {
+    /// Objects the run inserted.
+    pub objects: u64,
+    /// Replicas per object.
+    pub k: usize,
+    /// Bytes per object.
+    pub object_size: usize,
+    /// Caching along lookup routes was on.
+    pub caching: bool,
+    /// Inserts that succeeded (objects stored).
+    pub stored: u64,
+    /// Inserts that failed (or never answered).
+    pub insert_failures: u64,
+    /// A few insert failure reasons.
+    pub insert_failure_examples: Vec<String>,
+    /// Stored objects with no live replica anywhere after the cool-down.
+    pub objects_lost: u64,
+    /// A few lost keys.
+    pub lost_examples: Vec<String>,
+    /// Stored objects not on all of their k closest live nodes after the cool-down.
+    pub under_replicated_at_end: u64,
+    /// Lookups issued during the measurement phase.
+    pub lookups_issued: u64,
+    /// Of those, answered with the right object.
+    pub lookups_answered: u64,
+    /// Answered from a cache (route or client) rather than a replica.
+    pub lookups_from_cache: u64,
+    /// Failed (`LookupFailed`: not found, timeout, busy) or answered wrongly.
+    pub lookups_failed: u64,
+    /// Without a final answer at the end of the run.
+    pub lookups_unanswered: u64,
+    /// Whose client node crashed or left before the answer (not failures).
+    pub lookups_abandoned: u64,
+    /// A few lookup failures.
+    pub lookup_failure_examples: Vec<String>,
+    /// Mean simulated time from lookup to answer, ms.
+    pub lookup_mean_ms: f64,
+    /// Final check: one lookup per stored object from a random live node.
+    pub verify_issued: u64,
+    /// Of those, answered with the right object.
+    pub verify_answered: u64,
+    /// Not answered, or answered wrongly.
+    pub verify_failed: u64,
+    /// Whose client left before the answer.
+    pub verify_abandoned: u64,
+    /// Replica-maintenance messages (digests, sync data, hand-offs) per node per second
+    /// in the measurement window (from the nodes' `PastStats`).
+    pub maintenance_msgs_per_node_s: f64,
+    /// Their bytes per node per second.
+    pub maintenance_bytes_per_node_s: f64,
+    /// Replicas received through maintenance in the window.
+    pub maintenance_objects_received: u64,
+    /// Every PAST message (inserts, lookups, answers, maintenance; routed hops and direct
+    /// sends) per node per second in the window.
+    pub app_msgs_per_node_s: f64,
+    /// Their wire bytes per node per second.
+    pub app_bytes_per_node_s: f64,
+    /// Repair after a mass failure, when the run had one.
+    pub repair: Option<RepairReport>,
+}
+
+/// PAST's repair after a mass failure.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    /// Objects with no live replica right after the failure (all k replicas crashed).
+    pub lost_at_failure: u64,
+    /// Objects not on all of their k closest live nodes right after the failure.
+    pub under_replicated_at_failure: u64,
+    /// Seconds after the failure until every other object was again on its k closest live
+    /// nodes (checked each second); `None` if never within the run.
+    pub repaired_s: Option<f64>,
+    /// Maintenance messages sent from the failure until then.
+    pub messages: u64,
+    /// Their bytes (the bytes moved to repair).
+    pub bytes_moved: u64,
+    /// Replicas received through maintenance until then.
+    pub objects_moved: u64,
 }

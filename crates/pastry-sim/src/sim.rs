@@ -35,6 +35,9 @@ use crate::report::{
 };
 use crate::workload::{Partition, SessionDist, TraceAction, TraceEvent, exp_gap};
 
+mod past;
+pub use past::{PAST_APP, PastWorkload};
+
 /// Churn during the measurement phase.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Churn {
@@ -85,6 +88,9 @@ pub struct SimOptions {
     pub fail_at: Duration,
     /// A partition into two halves during the measurement phase.
     pub partition: Option<Partition>,
+    /// A PAST workload: PAST on every node, objects inserted after the build, looked up
+    /// while measuring, verified at the end (see [`PastWorkload`]).
+    pub past: Option<PastWorkload>,
 }
 
 impl Default for SimOptions {
@@ -105,6 +111,7 @@ impl Default for SimOptions {
             fail_fraction: None,
             fail_at: Duration::from_secs(10),
             partition: None,
+            past: None,
         }
     }
 }
@@ -139,6 +146,8 @@ const K_FAIL: u8 = 8;
 const K_PART_START: u8 = 9;
 const K_PART_END: u8 = 10;
 const K_CHECK: u8 = 11;
+const K_PAST_LOOKUP: u8 = 12;
+const K_PAST_CHECK: u8 = 13;
 
 /// A queued event's payload kept outside the heap (the heap holds 24-byte keys).
 #[derive(Debug)]
@@ -294,6 +303,11 @@ pub struct Simulation {
     // Checks.
     checks: CheckReport,
     violation_examples: Vec<String>,
+    // Application traffic (routed hops and direct sends of registered applications).
+    window_app_msgs: u64,
+    window_app_bytes: u64,
+    // PAST workload.
+    past: Option<past::PastSim>,
     // Output.
     progress: Option<ProgressFn>,
     trace: Option<Box<dyn Write>>,
@@ -384,6 +398,10 @@ impl Simulation {
         };
         let seed = opts.seed;
         let cap = opts.nodes;
+        let past = match &opts.past {
+            Some(w) => Some(past::PastSim::new(w.clone(), w.config(&opts.config)?, seed)),
+            None => None,
+        };
         Ok(Simulation {
             cfg: Arc::new(opts.config.clone()),
             now: 0,
@@ -444,6 +462,9 @@ impl Simulation {
             series: Vec::new(),
             checks: CheckReport::default(),
             violation_examples: Vec::new(),
+            window_app_msgs: 0,
+            window_app_bytes: 0,
+            past,
             progress: None,
             trace: None,
             trace_err: None,
@@ -493,12 +514,15 @@ impl Simulation {
         self.bytes_per_node = grown / self.opts.nodes as u64;
         self.set_phase(Phase::Settle);
         let settle_end = self.now + us(self.opts.settle);
-        self.run_until(settle_end);
+        // PAST objects go in first; the settle phase lasts until every insert answered.
+        self.past_insert_all();
+        self.run_until(settle_end.max(self.now));
         self.measure();
         self.set_phase(Phase::Quiet);
         let end = self.now + us(self.opts.cooldown);
         self.run_until(end);
         self.account_live();
+        self.past_verify();
     }
 
     // ---- the event queue ----
@@ -637,6 +661,7 @@ impl Simulation {
             ready_pos: u32::MAX,
             alive: true,
         });
+        self.past_register(i);
         self.join_started.push(u64::MAX);
         self.topo.add(&mut self.rng_topo);
         self.account_live();
@@ -696,6 +721,7 @@ impl Simulation {
             self.nodes[i as usize].leave(Instant::from_micros(self.now));
             self.flush(i);
         }
+        self.past_on_kill(i);
         self.unmark_ready(i);
         self.account_live();
         self.live_count -= 1;
@@ -825,10 +851,17 @@ impl Simulation {
 
     fn transmit(&mut self, from: u32, to: u32, msg: Message<u32>) {
         let kind = msg.body.kind();
-        let lookup_traffic = match &msg.body {
-            Body::Route(r) => matches!(r.payload, RoutePayload::App { .. }),
-            Body::RouteAck { .. } => true,
-            _ => false,
+        // Lookups are the simulator's own routes (application 0, nothing registered);
+        // registered applications' routes and direct sends are application traffic.
+        let (lookup_traffic, app_traffic) = match &msg.body {
+            Body::Route(r) => match r.payload {
+                RoutePayload::App { app: 0, .. } => (true, false),
+                RoutePayload::App { .. } => (false, true),
+                RoutePayload::Join { .. } => (false, false),
+            },
+            Body::RouteAck { .. } => (true, false),
+            Body::Direct { .. } => (false, true),
+            _ => (false, false),
         };
         if self.phase == Phase::Build {
             self.build_msgs += 1;
@@ -846,6 +879,9 @@ impl Simulation {
             self.window_msgs[kind as usize - 1] += 1;
             if lookup_traffic {
                 self.window_lookup_msgs += 1;
+            } else if app_traffic {
+                self.window_app_msgs += 1;
+                self.window_app_bytes += codec::encoded_len(&msg) as u64;
             } else {
                 self.window_ctl_msgs += 1;
                 self.window_ctl_bytes += codec::encoded_len(&msg) as u64;
@@ -913,6 +949,7 @@ impl Simulation {
                 }
             }
             Event::Delivered(d) => self.on_delivered(i, d),
+            Event::Application { value, .. } => self.past_on_event(i, value.as_ref()),
             Event::RouteFailed {
                 request,
                 origin,
@@ -1158,9 +1195,11 @@ impl Simulation {
             self.push_other(s, K_PART_START, 0);
             self.push_other(e, K_PART_END, 0);
         }
+        self.past_measure_start();
         let end = self.measure_end;
         self.run_until(end);
         self.account_live();
+        self.past_measure_end();
     }
 
     fn on_workload(&mut self, kind: u8, arg: u32) {
@@ -1255,7 +1294,10 @@ impl Simulation {
                 }
                 self.checking_since = Some(now);
                 self.push_other(now + 1_000_000, K_CHECK, 0);
+                self.past_on_failure();
             }
+            K_PAST_LOOKUP => self.past_lookup_tick(),
+            K_PAST_CHECK => self.past_check(),
             K_PART_START => self.partitioned = true,
             K_PART_END => {
                 self.partitioned = false;
@@ -1438,6 +1480,7 @@ impl Simulation {
             .iter()
             .map(|k| (k.name().to_string(), self.window_msgs[*k as usize - 1]))
             .collect();
+        let past = self.past_finish(node_s);
         let live = self.ready_list.len();
         let rt_entries: usize = self
             .ready_list
@@ -1465,6 +1508,7 @@ impl Simulation {
             checks: self.checks.clone(),
             failure: self.failure.clone(),
             partition: self.part_report.clone(),
+            past,
             perf: PerfReport {
                 events: self.events,
                 events_per_s: self.events as f64 / wall.max(1e-9),
