@@ -5,8 +5,9 @@
 //! cargo bench -p pastry-net --bench net -- throughput # 2 processes x 16 nodes
 //! cargo bench -p pastry-net --bench net -- idle       # idle maintenance traffic per node
 //! cargo bench -p pastry-net --bench net -- reown      # kill -9 to key re-owned, 5 runs
+//! cargo bench -p pastry-net --bench net -- past       # PAST put/get, 1 KiB and 1 MiB
 //! ```
-//! With no argument all three run. `throughput` starts a second copy of this program as the
+//! With no argument all four run. `throughput` starts a second copy of this program as the
 //! other process (`PASTRY_BENCH_CHILD=<bootstrap addr>`).
 
 use std::io::{BufRead, BufReader, Write};
@@ -513,4 +514,157 @@ fn main() {
     if want("idle") {
         rt.block_on(idle());
     }
+    if want("past") {
+        rt.block_on(past());
+    }
+}
+
+/// Nodes of the PAST ring (one process, each node with its own redb store).
+const PAST_NODES: usize = 16;
+/// Runs per figure; the medians are printed.
+const PAST_RUNS: usize = 3;
+
+fn median_f(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn object(rng: &mut pastry_core::rng::Rng, size: usize) -> Bytes {
+    let mut v = Vec::with_capacity(size + 8);
+    while v.len() < size {
+        v.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    v.truncate(size);
+    Bytes::from(v)
+}
+
+/// One run for objects of `size` bytes: `seq` sequential puts then gets (latency, each get
+/// from a node that is not a replica holder, so it crosses the network), then `total`
+/// puts and gets with `conc` in flight (throughput).
+async fn past_run(
+    nodes: &[RunningNode],
+    size: usize,
+    seq: usize,
+    total: usize,
+    conc: usize,
+    seed: u64,
+) -> [f64; 6] {
+    let timeout = Duration::from_secs(60);
+    let mut rng = pastry_core::rng::Rng::new(seed);
+    let mut put_us = Vec::new();
+    let mut get_us = Vec::new();
+    for _ in 0..seq {
+        let data = object(&mut rng, size);
+        let from = &nodes[rng.below(nodes.len() as u64) as usize];
+        let t = Instant::now();
+        let r = from.past_put(data.clone(), None, timeout).await.unwrap();
+        put_us.push(t.elapsed().as_micros() as u64);
+        let key = NodeId::from_hex(&r.key).unwrap();
+        let reader = nodes
+            .iter()
+            .find(|n| !r.holders.iter().any(|h| h.id == n.id().to_string()))
+            .unwrap_or(from);
+        let t = Instant::now();
+        let got = reader.past_get(key, timeout).await.unwrap();
+        get_us.push(t.elapsed().as_micros() as u64);
+        assert_eq!(got, data);
+    }
+    let objs: Vec<Bytes> = (0..total).map(|_| object(&mut rng, size)).collect();
+    let clients: Vec<_> = nodes.iter().map(|n| n.client().clone()).collect();
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    let mut keys = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        if set.len() >= conc
+            && let Some(r) = set.join_next().await
+        {
+            keys.push(r.unwrap());
+        }
+        let c = clients[i % clients.len()].clone();
+        let o = o.clone();
+        set.spawn(async move { c.past_put(o, None, timeout).await.unwrap().key });
+    }
+    while let Some(r) = set.join_next().await {
+        keys.push(r.unwrap());
+    }
+    let put_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for (i, k) in keys.iter().enumerate() {
+        if set.len() >= conc {
+            set.join_next().await.unwrap().unwrap();
+        }
+        let c = clients[(i * 7 + 3) % clients.len()].clone();
+        let key = NodeId::from_hex(k).unwrap();
+        set.spawn(async move {
+            c.past_get(key, timeout).await.unwrap();
+            String::new()
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let get_s = t.elapsed().as_secs_f64();
+    [
+        pct(&mut put_us, 0.5) as f64 / 1000.0,
+        pct(&mut put_us, 0.95) as f64 / 1000.0,
+        pct(&mut get_us, 0.5) as f64 / 1000.0,
+        pct(&mut get_us, 0.95) as f64 / 1000.0,
+        total as f64 / put_s,
+        total as f64 / get_s,
+    ]
+}
+
+/// PAST put/get latency and throughput on a loopback ring of [`PAST_NODES`] nodes with
+/// redb stores (k = 5, every replica write an fsynced redb commit), medians of
+/// [`PAST_RUNS`] runs.
+async fn past() {
+    let tmp = std::env::temp_dir().join(format!("pastry-past-bench-{}", std::process::id()));
+    let mut nodes: Vec<RunningNode> = Vec::new();
+    for i in 0..PAST_NODES {
+        let mut opts = NodeOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Identity::generate().unwrap(),
+        );
+        opts.bootstrap = nodes.first().map(|f| f.addr()).into_iter().collect();
+        opts.past = Some(pastry_net::PastOptions {
+            config: pastry_past::PastConfig::default(),
+            store: Some(tmp.join(format!("n{i}.redb"))),
+        });
+        std::fs::create_dir_all(&tmp).unwrap();
+        let node = spawn(opts).await.unwrap();
+        node.wait_ready(Duration::from_secs(30)).await.unwrap();
+        nodes.push(node);
+    }
+    // Let the leaf sets settle before measuring.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "PAST on {PAST_NODES} loopback nodes, k = 5, redb stores in {}; medians of {PAST_RUNS} runs",
+        tmp.display()
+    );
+    for (label, size, seq, total, conc) in
+        [("1 KiB", 1024, 50, 400, 16), ("1 MiB", 1 << 20, 10, 40, 4)]
+    {
+        let mut runs: Vec<[f64; 6]> = Vec::new();
+        for r in 0..PAST_RUNS {
+            runs.push(past_run(&nodes, size, seq, total, conc, wall_us() ^ r as u64).await);
+        }
+        let m = |i: usize| median_f(&mut runs.iter().map(|x| x[i]).collect::<Vec<_>>());
+        let mib = size as f64 / (1 << 20) as f64;
+        println!(
+            "  {label}: put p50 {:.1} ms p95 {:.1} ms, get p50 {:.1} ms p95 {:.1} ms (sequential); \
+             {:.0} puts/s ({:.1} MiB/s), {:.0} gets/s ({:.1} MiB/s) with {conc} in flight",
+            m(0),
+            m(1),
+            m(2),
+            m(3),
+            m(4),
+            m(4) * mib,
+            m(5),
+            m(5) * mib
+        );
+    }
+    for n in &nodes {
+        let _ = n.crash().await;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
 }

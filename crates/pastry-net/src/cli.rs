@@ -1,5 +1,6 @@
-//! The networked commands of the `pastry` binary: `hello`, `node` and `lookup`. Each builds
-//! its own tokio runtime; the binary only parses arguments and calls these.
+//! The networked commands of the `pastry` binary: `hello`, `node`, `lookup`, and the PAST
+//! clients `put`, `get`, `replicas`. Each builds its own tokio runtime (the clients need
+//! none); the binary only parses arguments and calls these.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,7 +48,8 @@ pub struct NodeArgs {
     /// A node of the ring to join through (repeatable); none starts a new ring.
     #[arg(long)]
     pub bootstrap: Vec<SocketAddr>,
-    /// Directory for the node's key (node i of --nodes K uses DIR/node-i).
+    /// Directory for the node's key and PAST store `past.redb` (node i of --nodes K uses
+    /// DIR/node-i).
     #[arg(long, default_value = "pastry-data")]
     pub data_dir: PathBuf,
     /// Configuration file (TOML; unknown keys are errors).
@@ -68,6 +70,42 @@ pub struct LookupArgs {
     #[arg(long)]
     pub node: String,
     /// The key: 32 hex digits, or any other text (then its SHA-256, first 128 bits).
+    pub key: String,
+}
+
+/// `pastry put`: store a file in PAST through a running node; prints its key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PutArgs {
+    /// The node's admin API, e.g. http://127.0.0.1:8080 (as `pastry node` prints it).
+    #[arg(long)]
+    pub node: String,
+    /// Replicas [default: the node's configured k, 5].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// The file to store (`-` reads standard input).
+    pub file: PathBuf,
+}
+
+/// `pastry get`: fetch an object from PAST through a running node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// The node's admin API.
+    #[arg(long)]
+    pub node: String,
+    /// The key `pastry put` printed: 32 hex digits.
+    pub key: String,
+    /// Write the object here instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+}
+
+/// `pastry replicas`: the nodes responsible for a key's replicas.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplicasArgs {
+    /// The node's admin API.
+    #[arg(long)]
+    pub node: String,
+    /// The key: 32 hex digits.
     pub key: String,
 }
 
@@ -238,9 +276,13 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let (cfg, net) = match &args.config {
-        Some(path) => config::load(path)?,
-        None => (Config::default(), NetConfig::default()),
+    let (cfg, net, past) = match &args.config {
+        Some(path) => config::load_all(path)?,
+        None => (
+            Config::default(),
+            NetConfig::default(),
+            pastry_past::PastConfig::default(),
+        ),
     };
     let cfg = Arc::new(cfg);
     let k = args.nodes as usize;
@@ -250,7 +292,7 @@ async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
     let http_addr = listener.local_addr()?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = http::router(nodes.clone());
+    let router = http::router_with_past(nodes.clone(), &past);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async {
@@ -282,6 +324,10 @@ async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
             });
             opts.config = cfg.clone();
             opts.net = net.clone();
+            opts.past = Some(crate::past::PastOptions {
+                config: past.clone(),
+                store: Some(dir.join(crate::past::STORE_FILE)),
+            });
             opts.bootstrap = args.bootstrap.clone();
             if let Some(first) = running.first() {
                 opts.bootstrap.insert(0, first.addr());
@@ -360,5 +406,103 @@ pub fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
         if r.hops == 1 { "" } else { "s" },
         r.path.join(" -> ")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex_key(text: &str) -> anyhow::Result<NodeId> {
+    NodeId::from_hex(text.trim()).map_err(|_| {
+        anyhow::anyhow!("key `{text}`: expected 32 hexadecimal digits (as `pastry put` prints)")
+    })
+}
+
+/// Runs `pastry put`: prints the stored object's key on standard output, and the replica
+/// holders on standard error.
+///
+/// # Errors
+/// An unreadable file, a file over the node's object limit (checked before sending), an
+/// unreachable node, or the node's error (no space, timeout, ...).
+pub fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
+    let data = if args.file.as_os_str() == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut v)
+            .context("reading standard input")?;
+        v
+    } else {
+        std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?
+    };
+    if data.is_empty() {
+        bail!(
+            "{}: empty file: PAST stores objects of at least one byte",
+            args.file.display()
+        );
+    }
+    let info = client::past_info(&args.node)?;
+    if let Some(max) = info.get("max_object_bytes").and_then(|v| v.as_u64())
+        && data.len() as u64 > max
+    {
+        bail!(
+            "{}: {} bytes is larger than the node's object limit of {max} bytes",
+            args.file.display(),
+            data.len()
+        );
+    }
+    let r = client::past_put(&args.node, &data, args.k)?;
+    let key = r
+        .get("key")
+        .and_then(|k| k.as_str())
+        .context("the node's answer has no key")?;
+    println!("{key}");
+    if let Some(h) = r.get("holders").and_then(|h| h.as_array()) {
+        let ids: Vec<&str> = h.iter().filter_map(|x| x.get("id")?.as_str()).collect();
+        eprintln!(
+            "stored {} bytes on {} replicas: {}",
+            data.len(),
+            ids.len(),
+            ids.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `pastry get`: writes the object's bytes to standard output or `-o FILE`.
+///
+/// # Errors
+/// A malformed key, an unreachable node, a missing object (the node's 404), an unwritable
+/// output file.
+pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let key = hex_key(&args.key)?;
+    let data = client::past_get(&args.node, key)?;
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, &data).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&data).context("writing to standard output")?;
+            out.flush().context("writing to standard output")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `pastry replicas`: one `ID ADDR` line per node responsible for the key's replicas,
+/// closest first.
+///
+/// # Errors
+/// A malformed key, an unreachable node, or the node's error.
+pub fn replicas(args: ReplicasArgs) -> anyhow::Result<ExitCode> {
+    let key = hex_key(&args.key)?;
+    let r = client::past_replicas(&args.node, key)?;
+    let list = r
+        .get("replicas")
+        .and_then(|l| l.as_array())
+        .context("the node's answer has no replica list")?;
+    for h in list {
+        println!(
+            "{} {}",
+            h.get("id").and_then(|v| v.as_str()).unwrap_or("?"),
+            h.get("addr").and_then(|v| v.as_str()).unwrap_or("?")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

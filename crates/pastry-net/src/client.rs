@@ -82,6 +82,37 @@ fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 fn request(method: &str, url: &str, body: Option<&str>) -> anyhow::Result<Response> {
+    let raw = request_raw(
+        method,
+        url,
+        "application/json",
+        body.unwrap_or("").as_bytes(),
+    )?;
+    Ok(Response {
+        status: raw.status,
+        body: String::from_utf8_lossy(&raw.body).into_owned(),
+    })
+}
+
+/// An HTTP response with a binary body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The body's bytes.
+    pub body: Vec<u8>,
+}
+
+/// Any request with a binary body (empty for none).
+///
+/// # Errors
+/// As [`get`].
+pub fn request_raw(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<RawResponse> {
     let (host, path) = split_url(url)?;
     let addr = host
         .to_socket_addrs()
@@ -92,21 +123,101 @@ fn request(method: &str, url: &str, body: Option<&str>) -> anyhow::Result<Respon
         .with_context(|| format!("cannot connect to {host}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(req.as_bytes())?;
+    let sent = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
     let mut raw = Vec::new();
-    stream
+    let read = stream
         .take(MAX_RESPONSE as u64 + 64 * 1024)
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the response from {host}"))?;
+        .read_to_end(&mut raw);
+    // A server may answer (413, say) and close before reading the whole body: its answer
+    // matters more than our write error.
+    if raw.is_empty() {
+        sent.with_context(|| format!("sending the request to {host}"))?;
+        read.with_context(|| format!("reading the response from {host}"))?;
+    }
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
+/// The error text of a JSON error answer (`{"error": "..."}`), else the body itself.
+fn error_text(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(500)
+                .collect()
+        })
+}
+
+fn ok_json(url: &str, r: RawResponse) -> anyhow::Result<serde_json::Value> {
+    if r.status != 200 {
+        bail!("HTTP {}: {}", r.status, error_text(&r.body));
+    }
+    serde_json::from_slice(&r.body).with_context(|| {
+        format!(
+            "{url}: unexpected answer {}",
+            String::from_utf8_lossy(&r.body)
+        )
+    })
+}
+
+/// `GET {base}/past/info`: the node's PAST limits (`max_object_bytes`, `replicas`).
+///
+/// # Errors
+/// As [`get`], or an HTTP error.
+pub fn past_info(base: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/past/info", base.trim_end_matches('/'));
+    ok_json(&url, request_raw("GET", &url, "application/json", b"")?)
+}
+
+/// `POST {base}/past/put[?k=K]` with `data`: the put's JSON answer (`key`, `size`,
+/// `holders`).
+///
+/// # Errors
+/// As [`get`], or an HTTP error with the node's message (413: too large, 507: no space,
+/// 504: timeout, ...).
+pub fn past_put(base: &str, data: &[u8], k: Option<usize>) -> anyhow::Result<serde_json::Value> {
+    let mut url = format!("{}/past/put", base.trim_end_matches('/'));
+    if let Some(k) = k {
+        url.push_str(&format!("?k={k}"));
+    }
+    ok_json(
+        &url,
+        request_raw("POST", &url, "application/octet-stream", data)?,
+    )
+}
+
+/// `GET {base}/past/get/KEY`: the object's bytes.
+///
+/// # Errors
+/// As [`get`], or an HTTP error with the node's message (404: not found, ...).
+pub fn past_get(base: &str, key: pastry_core::NodeId) -> anyhow::Result<Vec<u8>> {
+    let url = format!("{}/past/get/{key}", base.trim_end_matches('/'));
+    let r = request_raw("GET", &url, "application/json", b"")?;
+    if r.status != 200 {
+        bail!("HTTP {}: {}", r.status, error_text(&r.body));
+    }
+    Ok(r.body)
+}
+
+/// `GET {base}/past/replicas/KEY`: `{"key", "replicas": [{"id", "addr"}]}`.
+///
+/// # Errors
+/// As [`past_get`].
+pub fn past_replicas(base: &str, key: pastry_core::NodeId) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/past/replicas/{key}", base.trim_end_matches('/'));
+    ok_json(&url, request_raw("GET", &url, "application/json", b"")?)
+}
+
+fn parse_response(raw: &[u8]) -> anyhow::Result<RawResponse> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -129,10 +240,7 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     if body.len() > MAX_RESPONSE {
         bail!("response over {MAX_RESPONSE} bytes");
     }
-    Ok(Response {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok(RawResponse { status, body })
 }
 
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -164,12 +272,14 @@ mod tests {
     #[test]
     fn parses_plain_and_chunked_responses_and_rejects_garbage() {
         let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "hi"));
+        assert_eq!((r.status, &r.body[..]), (200, &b"hi"[..]));
         let r = parse_response(
             b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
+        assert_eq!((r.status, &r.body[..]), (404, &b"abcde"[..]));
+        assert_eq!(error_text(br#"{"error":"no object"}"#), "no object");
+        assert_eq!(error_text(b"plain"), "plain");
         assert!(parse_response(b"garbage").is_err());
         assert!(parse_response(b"HTTP/1.1 xx\r\n\r\n").is_err());
         assert!(split_url("https://x/").is_err());

@@ -12,7 +12,15 @@
 //! [net]
 //! max_connections = 256
 //! idle_timeout_ms = 30000
+//!
+//! [past]
+//! replicas = 5
+//! max_object_bytes = 1048576
 //! ```
+//!
+//! The `[past]` table sets [`pastry_past::PastConfig`] fields: `replicas`, `max_replicas`,
+//! `max_object_bytes`, `quota_bytes`, `caching`, `request_retries`, `request_timeout_ms`,
+//! `replicate_timeout_ms`, `sync_interval_ms`, `update_sync_delay_ms`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -114,6 +122,22 @@ struct FileConfig {
     failed_set_ttl_ms: Option<u64>,
     dedup_window: Option<usize>,
     net: Option<FileNet>,
+    past: Option<FilePast>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePast {
+    replicas: Option<usize>,
+    max_replicas: Option<usize>,
+    max_object_bytes: Option<usize>,
+    quota_bytes: Option<u64>,
+    caching: Option<bool>,
+    request_retries: Option<u32>,
+    request_timeout_ms: Option<u64>,
+    replicate_timeout_ms: Option<u64>,
+    sync_interval_ms: Option<u64>,
+    update_sync_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +158,18 @@ struct FileNet {
 /// A message naming `origin` and the offending key: a syntax error, an unknown key, a value
 /// of the wrong type, or a value [`Config::validate`] or [`NetConfig::validate`] rejects.
 pub fn parse(origin: &str, text: &str) -> anyhow::Result<(Config, NetConfig)> {
+    parse_all(origin, text).map(|(c, n, _)| (c, n))
+}
+
+/// [`parse`], plus the `[past]` table as a validated [`pastry_past::PastConfig`].
+///
+/// # Errors
+/// As [`parse`], and `past.*` values PAST rejects (objects that would not fit the node's
+/// `max_payload_bytes`, say).
+pub fn parse_all(
+    origin: &str,
+    text: &str,
+) -> anyhow::Result<(Config, NetConfig, pastry_past::PastConfig)> {
     let file: FileConfig =
         toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.message().trim()))?;
     let mut cfg = Config::default();
@@ -171,7 +207,35 @@ pub fn parse(origin: &str, text: &str) -> anyhow::Result<(Config, NetConfig)> {
     };
     net.validate()
         .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-    Ok((cfg, net))
+    let p = file.past.unwrap_or_default();
+    let pd = pastry_past::PastConfig::default();
+    let past = pastry_past::PastConfig {
+        replicas: p.replicas.unwrap_or(pd.replicas),
+        max_replicas: p.max_replicas.unwrap_or(pd.max_replicas),
+        max_object_bytes: p.max_object_bytes.unwrap_or(pd.max_object_bytes),
+        quota_bytes: p.quota_bytes.unwrap_or(pd.quota_bytes),
+        caching: p.caching.unwrap_or(pd.caching),
+        request_retries: p.request_retries.unwrap_or(pd.request_retries),
+        request_timeout: ms(p.request_timeout_ms, pd.request_timeout),
+        replicate_timeout: ms(p.replicate_timeout_ms, pd.replicate_timeout),
+        sync_interval: ms(p.sync_interval_ms, pd.sync_interval),
+        update_sync_delay: ms(p.update_sync_delay_ms, pd.update_sync_delay),
+        ..pd
+    };
+    past.validate_with(&cfg)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e} (in [past])"))?;
+    Ok((cfg, net, past))
+}
+
+/// [`load`], plus the `[past]` table (see [`parse_all`]).
+///
+/// # Errors
+/// As [`load`] and [`parse_all`].
+pub fn load_all(path: &Path) -> anyhow::Result<(Config, NetConfig, pastry_past::PastConfig)> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {origin}: {e}"))?;
+    parse_all(&origin, &text)
 }
 
 /// Reads and parses a configuration file.
@@ -218,6 +282,17 @@ mod tests {
         assert!(e.contains("net.max_connections"), "{e}");
         let e = parse("my.toml", "[net]\nfoo = 0").unwrap_err().to_string();
         assert!(e.contains("foo"), "{e}");
+        let e = parse("my.toml", "[past]\nreplicas = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("my.toml") && e.contains("replicas"), "{e}");
+        let e = parse("my.toml", "[past]\nmax_object_bytes = 9000000")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_object_bytes"), "{e}");
+        let (_, _, p) =
+            parse_all("my.toml", "[past]\nreplicas = 3\nrequest_timeout_ms = 4000").unwrap();
+        assert_eq!((p.replicas, p.request_timeout), (3, Duration::from_secs(4)));
         let e = load(Path::new("/nonexistent/pastry.toml"))
             .unwrap_err()
             .to_string();

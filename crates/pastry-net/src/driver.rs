@@ -35,6 +35,7 @@ use tokio::time::Instant as TokioInstant;
 use tracing::{debug, info, warn};
 
 use crate::config::NetConfig;
+use crate::past::{PAST_APP, PastApiError, PastCommand, PastPending, PutResult, ReplicaHolder};
 use crate::status::{
     HOPS_BUCKETS, Histogram, LeafSetView, NodeMetrics, PerKind, RTT_BUCKETS, RouteReport, Status,
 };
@@ -73,6 +74,8 @@ pub(crate) enum Command {
     Leave(oneshot::Sender<()>),
     /// Stop at once, telling no one (a crash, for tests).
     Crash(oneshot::Sender<()>),
+    /// A request to the node's PAST.
+    Past(PastCommand),
 }
 
 struct Peer {
@@ -139,6 +142,8 @@ pub(crate) struct Driver {
     tasks: JoinSet<()>,
     next_generation: u64,
     pending: HashMap<u64, RouteReply>,
+    /// PAST requests awaiting their outcome, by PAST request id.
+    past_pending: HashMap<u64, PastPending>,
     traffic: Traffic,
     hops: Histogram,
     rtt: Histogram,
@@ -205,6 +210,7 @@ impl Driver {
             tasks: JoinSet::new(),
             next_generation: 0,
             pending: HashMap::new(),
+            past_pending: HashMap::new(),
             traffic: Traffic::default(),
             hops: Histogram::new(HOPS_BUCKETS),
             rtt: Histogram::new(RTT_BUCKETS),
@@ -402,8 +408,115 @@ impl Driver {
                 let _ = reply.send(());
                 return Flow::Stop;
             }
+            Command::Past(cmd) => self.on_past(cmd),
         }
         Flow::Continue
+    }
+
+    /// Starts a PAST request; its outcome comes back as a [`pastry_past::PastEvent`].
+    fn on_past(&mut self, cmd: PastCommand) {
+        type P = pastry_past::Past<SocketAddr>;
+        let busy = self.past_pending.len() >= self.net.max_pending_routes;
+        let now = self.now();
+        let node = &mut self.node;
+        let (request, pending) = match cmd {
+            PastCommand::Put { data, k, reply } => {
+                if busy {
+                    let _ = reply.send(Err(PastApiError::Busy));
+                    return;
+                }
+                let size = data.len();
+                let r =
+                    node.with_application::<P, _>(now, PAST_APP, |p, ctx| p.insert(ctx, data, k));
+                let Some(r) = r else {
+                    let _ = reply.send(Err(PastApiError::Disabled));
+                    return;
+                };
+                (r, PastPending::Put(reply, size))
+            }
+            PastCommand::Get { key, reply } => {
+                if busy {
+                    let _ = reply.send(Err(PastApiError::Busy));
+                    return;
+                }
+                let r = node.with_application::<P, _>(now, PAST_APP, |p, ctx| p.lookup(ctx, key));
+                let Some(r) = r else {
+                    let _ = reply.send(Err(PastApiError::Disabled));
+                    return;
+                };
+                (r, PastPending::Get(reply))
+            }
+            PastCommand::Replicas { key, max, reply } => {
+                if busy {
+                    let _ = reply.send(Err(PastApiError::Busy));
+                    return;
+                }
+                let r = node.with_application::<P, _>(now, PAST_APP, |p, ctx| {
+                    p.lookup_handles(ctx, key, max)
+                });
+                let Some(r) = r else {
+                    let _ = reply.send(Err(PastApiError::Disabled));
+                    return;
+                };
+                (r, PastPending::Replicas(reply))
+            }
+        };
+        // The outcome may already be among the node's events (a local copy, a refusal):
+        // it is handled in the drain that follows, after this insertion.
+        self.past_pending.insert(request, pending);
+    }
+
+    /// A PAST outcome: answers the waiting admin request.
+    fn on_past_event(&mut self, value: &dyn std::any::Any) {
+        use pastry_past::PastEvent;
+        let Some(ev) = value.downcast_ref::<PastEvent<SocketAddr>>() else {
+            return;
+        };
+        let Some(pending) = self.past_pending.remove(&ev.request()) else {
+            return;
+        };
+        let unexpected = || PastApiError::Failed("unexpected answer from PAST".into());
+        match (pending, ev) {
+            (PastPending::Put(reply, size), PastEvent::Inserted { key, holders, .. }) => {
+                let holders = holders
+                    .iter()
+                    .map(|h| ReplicaHolder::new(h.id, h.addr))
+                    .collect();
+                let _ = reply.send(Ok(PutResult {
+                    key: key.to_string(),
+                    size,
+                    holders,
+                }));
+            }
+            (PastPending::Put(reply, _), PastEvent::InsertFailed { reason, .. }) => {
+                let _ = reply.send(Err((*reason).into()));
+            }
+            (PastPending::Put(reply, _), _) => {
+                let _ = reply.send(Err(unexpected()));
+            }
+            (PastPending::Get(reply), PastEvent::Found { object, .. }) => {
+                let _ = reply.send(Ok(object.content().clone()));
+            }
+            (PastPending::Get(reply), PastEvent::LookupFailed { reason, .. }) => {
+                let _ = reply.send(Err((*reason).into()));
+            }
+            (PastPending::Get(reply), _) => {
+                let _ = reply.send(Err(unexpected()));
+            }
+            (PastPending::Replicas(reply), PastEvent::Handles { handles, .. }) => {
+                let list = handles
+                    .iter()
+                    .map(|h| ReplicaHolder::new(h.id, h.addr))
+                    .collect();
+                let _ = reply.send(Ok(list));
+            }
+            (PastPending::Replicas(reply), PastEvent::LookupFailed { reason, .. }) => {
+                let _ = reply.send(Err((*reason).into()));
+            }
+            (PastPending::Replicas(reply), _) => {
+                let _ = reply.send(Err(unexpected()));
+            }
+        }
     }
 
     /// Stops: lets the writers send what is queued (`graceful`), then closes the endpoint.
@@ -666,6 +779,9 @@ impl Driver {
                     );
                 }
             }
+            Event::Application { app, value } if app == PAST_APP => {
+                self.on_past_event(value.as_ref());
+            }
             Event::DirectDelivered { .. } | Event::Application { .. } => {}
         }
     }
@@ -745,6 +861,11 @@ impl Driver {
         while self.tasks.try_join_next().is_some() {}
         self.peers.retain(|_, p| !p.tx.is_closed());
         self.pending.retain(|_, r| !r.is_closed());
+        self.past_pending.retain(|_, p| match p {
+            PastPending::Put(r, _) => !r.is_closed(),
+            PastPending::Get(r) => !r.is_closed(),
+            PastPending::Replicas(r) => !r.is_closed(),
+        });
         self.feed_rtt();
         if self.ticks.is_multiple_of(5) {
             for p in self.peers.values() {
@@ -807,7 +928,8 @@ impl Driver {
             .count()
     }
 
-    fn counters(&self) -> BTreeMap<String, u64> {
+    fn counters(&mut self) -> BTreeMap<String, u64> {
+        let past = self.past_stats();
         let s = self.node.stats();
         let c = &self.shared.counters;
         let t = &self.traffic;
@@ -844,11 +966,54 @@ impl Driver {
             ("frames_dropped", Counters::get(&c.frames_dropped)),
         ]
         .into_iter()
+        .chain(
+            past.map(|p| {
+                [
+                    ("past_replicas_held", p.replicas_held),
+                    ("past_diverted_held", p.diverted_held),
+                    ("past_bytes_stored", p.bytes_stored),
+                    ("past_cache_entries", p.cache_entries),
+                    ("past_inserts_succeeded", p.inserts_succeeded),
+                    ("past_inserts_failed", p.inserts_failed),
+                    ("past_lookups_succeeded", p.lookups_succeeded),
+                    ("past_lookups_failed", p.lookups_failed),
+                    (
+                        "past_lookups_served_from_cache",
+                        p.lookups_served_from_cache,
+                    ),
+                    (
+                        "past_lookups_served_from_replica",
+                        p.lookups_served_from_replica,
+                    ),
+                    (
+                        "past_maintenance_messages_sent",
+                        p.maintenance_messages_sent,
+                    ),
+                    ("past_maintenance_bytes_sent", p.maintenance_bytes_sent),
+                    (
+                        "past_maintenance_objects_received",
+                        p.maintenance_objects_received,
+                    ),
+                    ("past_bad_messages", p.bad_messages),
+                    ("past_store_errors", p.store_errors),
+                ]
+            })
+            .into_iter()
+            .flatten(),
+        )
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
 
-    fn status(&self) -> Status {
+    /// PAST's counters, when the node runs PAST.
+    fn past_stats(&mut self) -> Option<pastry_past::PastStats> {
+        let now = self.now();
+        self.node
+            .with_application::<pastry_past::Past<SocketAddr>, _>(now, PAST_APP, |p, _| p.stats())
+    }
+
+    fn status(&mut self) -> Status {
+        let counters = self.counters();
         let n = &self.node;
         let side = |s| {
             n.leaf_set()
@@ -885,11 +1050,12 @@ impl Driver {
                 .map(|e| e.handle.id.to_string())
                 .collect(),
             connections: self.connections(),
-            counters: self.counters(),
+            counters,
         }
     }
 
-    fn metrics(&self) -> NodeMetrics {
+    fn metrics(&mut self) -> NodeMetrics {
+        let counters = self.counters();
         let n = &self.node;
         let mut gauges = BTreeMap::new();
         gauges.insert("leaf_set_size".to_string(), n.leaf_set().len() as u64);
@@ -914,7 +1080,7 @@ impl Driver {
             bytes_in: t.bytes_in,
             messages_out: t.messages_out,
             bytes_out: t.bytes_out,
-            counters: self.counters(),
+            counters,
             gauges,
             hops: self.hops.clone(),
             rtt: self.rtt.clone(),

@@ -8,14 +8,24 @@
 //!   "node": 0, "timeout_ms": 5000}` (all but `key` optional); routes the payload from node
 //!   `node` and answers the root's [`crate::RouteReport`].
 //!
-//! Request bodies are limited to 64 KiB; a route waits at most 30 s.
+//! - `POST /past/put[?k=K&node=I]`: the body is an object's bytes; stores it in PAST on
+//!   k replicas and answers [`crate::PutResult`] JSON (`key`: 32 hex digits). A body over
+//!   the object limit is refused with 413 before anything is stored.
+//! - `GET /past/get/KEY[?node=I]`: the object's bytes (`application/octet-stream`); 404
+//!   when no responsible node holds it, 400 for a malformed key.
+//! - `GET /past/replicas/KEY[?node=I&max=M]`: `{"key", "replicas": [{"id","addr"}]}`, the
+//!   nodes responsible for the key's replicas as its root sees them.
+//! - `GET /past/info`: `{"max_object_bytes", "replicas"}` (clients check sizes first).
+//!
+//! Errors are JSON `{"error": "..."}` with a fitting status. Request bodies are limited to
+//! 64 KiB (PAST puts: the object limit); a route waits at most 30 s, a PAST request 60 s.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,13 +43,31 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The nodes an admin API serves (filled in as they start).
 pub type Nodes = Arc<RwLock<Vec<NodeClient>>>;
 
-/// The admin API's routes over `nodes`.
+/// How long a PAST request through the API waits at most.
+pub const PAST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The admin API's routes over `nodes`, with PAST's default limits.
 pub fn router(nodes: Nodes) -> Router {
+    router_with_past(nodes, &pastry_past::PastConfig::default())
+}
+
+/// The admin API's routes over `nodes`, whose PAST runs with `past` (object size limit
+/// and default k, for `/past/put` and `/past/info`).
+pub fn router_with_past(nodes: Nodes, past: &pastry_past::PastConfig) -> Router {
+    let max = past.max_object_bytes;
+    let info = json!({ "max_object_bytes": max, "replicas": past.replicas });
     Router::new()
         .route("/status", get(status))
         .route("/nodes", get(all_nodes))
         .route("/metrics", get(metrics))
         .route("/route", post(route))
+        .route(
+            "/past/put",
+            post(move |s, q, b| past_put(s, q, b, max)).layer(DefaultBodyLimit::max(max)),
+        )
+        .route("/past/get/{key}", get(past_get))
+        .route("/past/replicas/{key}", get(past_replicas))
+        .route("/past/info", get(move || async move { Json(info) }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(nodes)
 }
@@ -143,5 +171,119 @@ async fn route(
         Ok(report) => Json(report).into_response(),
         Err(e) if e.to_string().contains("no report") => error(StatusCode::GATEWAY_TIMEOUT, e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PastQuery {
+    node: Option<usize>,
+    k: Option<usize>,
+    max: Option<usize>,
+}
+
+fn past_error(e: &crate::PastApiError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    error(code, e)
+}
+
+fn parse_key(text: &str) -> Result<NodeId, Box<Response>> {
+    NodeId::from_hex(text).map_err(|_| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "key `{}`: expected 32 hexadecimal digits",
+                text.chars().take(64).collect::<String>()
+            ),
+        ))
+    })
+}
+
+async fn past_put(
+    State(nodes): State<Nodes>,
+    query: Result<Query<PastQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    max: usize,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("object larger than the limit of {max} bytes"),
+            );
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    if body.len() > max {
+        let e = crate::PastApiError::TooLarge {
+            size: body.len(),
+            max,
+        };
+        return past_error(&e);
+    }
+    if body.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "empty object: send its bytes as the body",
+        );
+    }
+    let n = match node(&nodes, q.node.unwrap_or(0)) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match n.past_put(body, q.k, PAST_TIMEOUT).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => past_error(&e),
+    }
+}
+
+async fn past_get(
+    State(nodes): State<Nodes>,
+    Path(key): Path<String>,
+    query: Result<Query<PastQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let n = match node(&nodes, q.node.unwrap_or(0)) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match n.past_get(key, PAST_TIMEOUT).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => past_error(&e),
+    }
+}
+
+async fn past_replicas(
+    State(nodes): State<Nodes>,
+    Path(key): Path<String>,
+    query: Result<Query<PastQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let n = match node(&nodes, q.node.unwrap_or(0)) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match n.past_replicas(key, q.max.unwrap_or(8), PAST_TIMEOUT).await {
+        Ok(list) => Json(json!({ "key": key.to_string(), "replicas": list })).into_response(),
+        Err(e) => past_error(&e),
     }
 }

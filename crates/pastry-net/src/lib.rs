@@ -9,7 +9,9 @@
 //! - [`node`]: [`spawn`] a node and talk to it through a [`NodeClient`].
 //! - [`status`]: `/status` JSON, route reports, Prometheus metrics.
 //! - [`http`]: the admin API (axum); [`client`]: a tiny HTTP/1.1 client for the CLI.
-//! - [`config`]: TOML configuration files; [`cli`]: `pastry hello | node | lookup`.
+//! - [`past`]: PAST storage on each node (redb store in the data directory).
+//! - [`config`]: TOML configuration files; [`cli`]: `pastry hello | node | lookup | put |
+//!   get | replicas`.
 //!
 //! # Example
 //! ```no_run
@@ -33,6 +35,7 @@ pub mod config;
 pub mod driver;
 pub mod identity;
 pub mod node;
+pub mod past;
 pub mod status;
 pub mod tls;
 pub mod transport;
@@ -41,6 +44,7 @@ pub use config::NetConfig;
 pub use driver::{DeliveredEvent, REPORT_APP, ROUTE_APP};
 pub use identity::Identity;
 pub use node::{NodeClient, NodeOptions, RunningNode, spawn};
+pub use past::{PAST_APP, PastApiError, PastOptions, PutResult, ReplicaHolder};
 pub use status::{RouteReport, Status};
 pub mod cli;
 pub mod client;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::NetConfig;
 use crate::driver::{Command, DeliveredEvent, Driver};
 use crate::identity::Identity;
+use crate::past::{PAST_APP, PastApiError, PastCommand, PastOptions, PutResult, ReplicaHolder};
 use crate::status::{NodeMetrics, RouteReport, Status};
 use crate::tls;
 use crate::transport::{self, Shared};
@@ -38,6 +39,8 @@ pub struct NodeOptions {
     pub seed: Option<u64>,
     /// Where to send every message delivered at this node (dropped and counted when full).
     pub deliveries: Option<mpsc::Sender<DeliveredEvent>>,
+    /// Run PAST on the node (see [`crate::past`]); `None` runs no storage.
+    pub past: Option<PastOptions>,
 }
 
 impl NodeOptions {
@@ -52,6 +55,7 @@ impl NodeOptions {
             net: NetConfig::default(),
             seed: None,
             deliveries: None,
+            past: None,
         }
     }
 }
@@ -119,7 +123,27 @@ pub async fn spawn(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         }
     };
     let id = opts.identity.id();
-    let node = Node::new(opts.config.clone(), id, addr, seed);
+    let mut node = Node::new(opts.config.clone(), id, addr, seed);
+    if let Some(p) = &opts.past {
+        if let Err(e) = p.config.validate_with(&opts.config) {
+            endpoint.close(0u32.into(), b"");
+            bail!("{e}");
+        }
+        let past = match &p.store {
+            Some(path) => {
+                let store = pastry_past::RedbStore::open(path).map_err(|e| {
+                    endpoint.close(0u32.into(), b"");
+                    anyhow::anyhow!("cannot open the PAST store {}: {e}", path.display())
+                })?;
+                pastry_past::Past::with_store(p.config.clone(), Box::new(store))
+            }
+            None => pastry_past::Past::new(p.config.clone()),
+        }
+        .map_err(|e| anyhow::anyhow!("cannot start PAST: {e}"))?;
+        if node.register(PAST_APP, Box::new(past)).is_err() {
+            bail!("application id {PAST_APP} is taken");
+        }
+    }
     let (inbound_tx, inbound_rx) = mpsc::channel(opts.net.inbound_queue);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (state_tx, state_rx) = watch::channel(NodeState::Idle);
@@ -281,6 +305,61 @@ impl NodeClient {
             })
             .await
             .map_err(|_| anyhow::anyhow!(STOPPED))
+    }
+
+    async fn past<T>(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(oneshot::Sender<Result<T, PastApiError>>) -> PastCommand,
+    ) -> Result<T, PastApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Past(make(tx)))
+            .await
+            .map_err(|_| PastApiError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(PastApiError::Timeout),
+            Ok(Err(_)) => Err(PastApiError::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Stores `data` in PAST as a content-addressed object on `k` replicas (`None`: the
+    /// configured default) and waits (up to `timeout`) until they acknowledged.
+    ///
+    /// # Errors
+    /// [`PastApiError`]: too large, no space, timeout, busy, PAST not running, stopped.
+    pub async fn past_put(
+        &self,
+        data: Bytes,
+        k: Option<usize>,
+        timeout: Duration,
+    ) -> Result<PutResult, PastApiError> {
+        self.past(timeout, |reply| PastCommand::Put { data, k, reply })
+            .await
+    }
+
+    /// Looks `key` up in PAST and returns the object's bytes (verified against the key).
+    ///
+    /// # Errors
+    /// [`PastApiError::NotFound`] when no responsible node holds it; as [`Self::past_put`].
+    pub async fn past_get(&self, key: NodeId, timeout: Duration) -> Result<Bytes, PastApiError> {
+        self.past(timeout, |reply| PastCommand::Get { key, reply })
+            .await
+    }
+
+    /// The nodes responsible for `key`'s replicas as its root sees them (at most `max`).
+    ///
+    /// # Errors
+    /// As [`Self::past_put`].
+    pub async fn past_replicas(
+        &self,
+        key: NodeId,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<ReplicaHolder>, PastApiError> {
+        self.past(timeout, |reply| PastCommand::Replicas { key, max, reply })
+            .await
     }
 
     /// Leaves the ring gracefully (tells the leaf set) and stops the node.

@@ -27,6 +27,12 @@ enum Command {
     Node(pastry_net::cli::NodeArgs),
     /// Ask a running node which node is the root of a key, and the path taken.
     Lookup(pastry_net::cli::LookupArgs),
+    /// Store a file in PAST through a running node (k replicas); prints its key.
+    Put(pastry_net::cli::PutArgs),
+    /// Fetch an object from PAST by key through a running node (to stdout or -o FILE).
+    Get(pastry_net::cli::GetArgs),
+    /// List the nodes responsible for a key's PAST replicas.
+    Replicas(pastry_net::cli::ReplicasArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,9 @@ fn main() -> ExitCode {
         Command::Hello(args) => ("hello", pastry_net::cli::hello(args)),
         Command::Node(args) => ("node", pastry_net::cli::node(args)),
         Command::Lookup(args) => ("lookup", pastry_net::cli::lookup(args)),
+        Command::Put(args) => ("put", pastry_net::cli::put(args)),
+        Command::Get(args) => ("get", pastry_net::cli::get(args)),
+        Command::Replicas(args) => ("replicas", pastry_net::cli::replicas(args)),
     };
     // Errors (bad flags, unreadable files, ports in use, ...) exit 2; a run that completed
     // but failed its own checks returns its own non-zero code.
