@@ -26,6 +26,13 @@ pub enum Side {
     Right,
 }
 
+fn other(side: Side) -> Side {
+    match side {
+        Side::Left => Side::Right,
+        Side::Right => Side::Left,
+    }
+}
+
 /// The leaf set of one node.
 #[derive(Debug, Clone)]
 pub struct LeafSet<A> {
@@ -35,6 +42,11 @@ pub struct LeafSet<A> {
     /// is `leaves[..n_left]`, the right side `leaves[n_left..]`, each nearest first.
     leaves: Vec<Leaf<A>>,
     n_left: usize,
+    /// Whether a side may take nodes from across the ring, nearer the other way round.
+    /// Only in a ring of at most |L| + 1 nodes do the two sides legitimately meet; in a
+    /// larger ring a side left short by a failure would otherwise fill up with the other
+    /// side's members and "cover the ring" (see [`LeafSet::set_wrap`]).
+    wrap: bool,
 }
 
 impl<A: Copy + PartialEq> LeafSet<A> {
@@ -45,7 +57,65 @@ impl<A: Copy + PartialEq> LeafSet<A> {
             half,
             leaves: Vec::new(),
             n_left: 0,
+            wrap: true,
         }
+    }
+
+    /// Whether sides may take nodes from across the ring (the default).
+    pub fn wrap(&self) -> bool {
+        self.wrap
+    }
+
+    /// Allows or forbids the two sides to meet. The owner forbids it while it knows more
+    /// nodes than the leaf set holds (the ring is then larger than the leaf set, so the
+    /// sides cannot meet): a side then refuses nodes within the other side's reach.
+    /// Forbidding drops the members within the other side's reach that are nearer that
+    /// way, and returns those that left the leaf set altogether.
+    pub fn set_wrap(&mut self, wrap: bool) -> Vec<NodeHandle<A>> {
+        self.wrap = wrap;
+        if wrap {
+            return Vec::new();
+        }
+        let mut wrong: Vec<(Side, NodeId)> = Vec::new();
+        for side in [Side::Left, Side::Right] {
+            for l in self.side(side) {
+                if self.reaches(other(side), l.handle.id) && self.across(side, l.handle.id) {
+                    wrong.push((side, l.handle.id));
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for (side, id) in wrong {
+            let (start, end) = match side {
+                Side::Left => (0, self.n_left),
+                Side::Right => (self.n_left, self.leaves.len()),
+            };
+            if let Some(pos) = self.leaves[start..end]
+                .iter()
+                .position(|l| l.handle.id == id)
+            {
+                let l = self.leaves.remove(start + pos);
+                if side == Side::Left {
+                    self.n_left -= 1;
+                }
+                if !self.contains(id) {
+                    gone.push(l.handle);
+                }
+            }
+        }
+        gone
+    }
+
+    /// True when `id` is strictly nearer going the other way than `side` runs.
+    fn across(&self, side: Side, id: NodeId) -> bool {
+        self.dist(side, id) > self.dist(other(side), id)
+    }
+
+    /// True when `id` lies between the owner and the farthest member of `side`.
+    fn reaches(&self, side: Side, id: NodeId) -> bool {
+        self.side(side)
+            .last()
+            .is_some_and(|f| self.dist(side, id) <= self.dist(side, f.handle.id))
     }
 
     /// The owner's id.
@@ -84,7 +154,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// Where `id` would go on `side`, or `None` when it is present or too far.
     fn slot(&self, side: Side, id: NodeId) -> Option<usize> {
-        if id == self.own {
+        if id == self.own || (!self.wrap && self.reaches(other(side), id)) {
             return None;
         }
         let d = self.dist(side, id);
@@ -374,6 +444,34 @@ mod tests {
         assert_eq!(ls.closest(NodeId::from_u128(120), |_| false), None);
     }
 
+    #[test]
+    fn a_short_side_in_a_large_ring_does_not_reach_across() {
+        // Own 1000; left 990..960 (full, half = 4); right short: 1010 and 1020 only, as
+        // after two failures in a ring known to be larger than the leaf set.
+        let mut ls = LeafSet::new(NodeId::from_u128(1000), 4);
+        assert!(ls.set_wrap(false).is_empty());
+        let mut ev = Vec::new();
+        for i in [990, 980, 970, 960, 1010, 1020] {
+            assert!(ls.insert(h(i), Rtt::UNKNOWN, &mut ev));
+        }
+        assert!(!ls.covers_ring());
+        // A left member is not taken on the right (that would make the sides meet).
+        assert!(!ls.insert(h(960), Rtt::UNKNOWN, &mut ev));
+        assert_eq!(ids_of(ls.side(Side::Right)), vec![1010, 1020]);
+        assert!(!ls.covers_ring());
+        assert!(!ls.covers(NodeId::from_u128(5000)));
+        // A node beyond the right end still fills the short side.
+        assert!(ls.insert(h(1030), Rtt::UNKNOWN, &mut ev));
+        // With wrapping allowed (the default) the left member fills the right side too.
+        let mut small = build(1000, 4, &[990, 980, 970, 960, 1010, 1020]);
+        assert!(small.covers_ring());
+        assert_eq!(ids_of(small.side(Side::Right)), vec![1010, 1020, 960, 970]);
+        // Forbidding wrapping afterwards drops them from the side they are across.
+        assert!(small.set_wrap(false).is_empty(), "still left members");
+        assert_eq!(ids_of(small.side(Side::Right)), vec![1010, 1020]);
+        assert_eq!(ids_of(small.side(Side::Left)), vec![990, 980, 970, 960]);
+        assert!(!small.covers_ring());
+    }
     #[test]
     fn range_and_eviction() {
         let mut ls = build(1000, 2, &[900, 800, 1100, 1200]);
