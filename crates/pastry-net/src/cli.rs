@@ -1,5 +1,5 @@
-//! The networked commands of the `pastry` binary: `hello`, `node`, `lookup`, and the PAST
-//! clients `put`, `get`, `replicas`. Each builds its own tokio runtime (the clients need
+//! The networked commands of the `pastry` binary: `hello`, `node`, `lookup`, the PAST
+//! clients `put`, `get`, `replicas`, and the Scribe clients `publish`, `subscribe`. Each builds its own tokio runtime (the clients need
 //! none); the binary only parses arguments and calls these.
 
 use std::io::Write;
@@ -107,6 +107,39 @@ pub struct ReplicasArgs {
     pub node: String,
     /// The key: 32 hex digits.
     pub key: String,
+}
+
+/// `pastry publish`: publish a message to a Scribe topic through a running node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublishArgs {
+    /// The node's admin API, e.g. http://127.0.0.1:8080 (as `pastry node` prints it).
+    #[arg(long)]
+    pub node: String,
+    /// The topic's name (any text; its id is the first 128 bits of its SHA-256).
+    pub topic: String,
+    /// The message text.
+    #[arg(required_unless_present = "file")]
+    pub message: Option<String>,
+    /// Publish this file's bytes instead (`-` reads standard input).
+    #[arg(long, conflicts_with = "message")]
+    pub file: Option<PathBuf>,
+}
+
+/// `pastry subscribe`: subscribe a running node to a Scribe topic and print what arrives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubscribeArgs {
+    /// The node's admin API, e.g. http://127.0.0.1:8080 (as `pastry node` prints it).
+    #[arg(long)]
+    pub node: String,
+    /// The topic's name.
+    pub topic: String,
+    /// Exit after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Print each message as the node's JSON line (seq, publisher, id, base64 payload)
+    /// instead of its text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn init_logging(default: &str) {
@@ -276,13 +309,19 @@ pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let (cfg, net, past) = match &args.config {
-        Some(path) => config::load_all(path)?,
-        None => (
-            Config::default(),
-            NetConfig::default(),
-            pastry_past::PastConfig::default(),
-        ),
+    let config::NodeConfigs {
+        core: cfg,
+        net,
+        past,
+        scribe,
+    } = match &args.config {
+        Some(path) => config::load_node(path)?,
+        None => config::NodeConfigs {
+            core: Config::default(),
+            net: NetConfig::default(),
+            past: pastry_past::PastConfig::default(),
+            scribe: pastry_scribe::ScribeConfig::default(),
+        },
     };
     let cfg = Arc::new(cfg);
     let k = args.nodes as usize;
@@ -292,7 +331,7 @@ async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
     let http_addr = listener.local_addr()?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = http::router_with_past(nodes.clone(), &past);
+    let router = http::router_with_configs(nodes.clone(), &past, &scribe);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async {
@@ -327,6 +366,9 @@ async fn node_async(args: NodeArgs) -> anyhow::Result<ExitCode> {
             opts.past = Some(crate::past::PastOptions {
                 config: past.clone(),
                 store: Some(dir.join(crate::past::STORE_FILE)),
+            });
+            opts.scribe = Some(crate::scribe::ScribeOptions {
+                config: scribe.clone(),
             });
             opts.bootstrap = args.bootstrap.clone();
             if let Some(first) = running.first() {
@@ -505,4 +547,129 @@ pub fn replicas(args: ReplicasArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `pastry publish`: hands the message to the node's Scribe; says so on standard
+/// error.
+///
+/// # Errors
+/// No message, an unreadable file, a message over the node's payload limit (checked before
+/// sending), an unreachable node, or the node's error.
+pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let data = match (&args.file, &args.message) {
+        (Some(f), _) if f.as_os_str() == "-" => {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut v)
+                .context("reading standard input")?;
+            v
+        }
+        (Some(f), _) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+        (None, Some(m)) => m.clone().into_bytes(),
+        (None, None) => bail!("give the message text, or --file FILE"),
+    };
+    crate::scribe::check_topic_name(&args.topic).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let info = client::scribe_info(&args.node)?;
+    if let Some(max) = info.get("max_payload_bytes").and_then(|v| v.as_u64())
+        && data.len() as u64 > max
+    {
+        bail!(
+            "message of {} bytes is larger than the node's limit of {max} bytes",
+            data.len()
+        );
+    }
+    let r = client::scribe_publish(&args.node, &args.topic, &data)?;
+    eprintln!(
+        "published {} bytes to topic `{}` ({}) as message {} of {}",
+        r.size, r.topic, r.topic_id, r.id, r.publisher
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A payload as one line of text: lossy UTF-8, line breaks and other control characters
+/// escaped (`\\n`, `\\u{1b}`, ...).
+pub fn payload_text(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(payload);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs `pastry subscribe`: prints each message of the topic on its own line as it
+/// arrives (its text, or `--json`), and what happens to the subscription on standard
+/// error; with `--count N`, exits after N messages.
+///
+/// # Errors
+/// A bad topic name, an unreachable node, the node's error, or a stream the node ended.
+pub fn subscribe(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    use crate::scribe::StreamLine;
+    let topic = crate::scribe::check_topic_name(&args.topic).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.count == Some(0) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut got = 0u64;
+    let mut failure = None;
+    let mut announced = false;
+    client::subscribe(&args.node, &args.topic, |line| {
+        if !announced {
+            eprintln!("subscribed to topic `{}` ({topic})", args.topic);
+            announced = true;
+        }
+        let Some(line) = line else {
+            return true;
+        };
+        match line {
+            StreamLine::Message(m) => {
+                if m.dropped > 0 {
+                    eprintln!(
+                        "{} messages dropped: this client read too slowly",
+                        m.dropped
+                    );
+                }
+                let out = if args.json {
+                    serde_json::to_string(&m).unwrap_or_default()
+                } else {
+                    match m.payload_bytes() {
+                        Ok(p) => payload_text(&p),
+                        Err(e) => {
+                            failure = Some(anyhow::anyhow!("bad payload from the node: {e}"));
+                            return false;
+                        }
+                    }
+                };
+                let mut stdout = std::io::stdout().lock();
+                if writeln!(stdout, "{out}")
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    // Standard output closed (a pipe's reader left): stop quietly.
+                    return false;
+                }
+                got += 1;
+                args.count.is_none_or(|c| got < c)
+            }
+            StreamLine::Attached { parent: Some(p) } => {
+                eprintln!("attached to the topic's tree under {p}");
+                true
+            }
+            StreamLine::Attached { parent: None } => {
+                eprintln!("attached to the topic's tree as its root");
+                true
+            }
+            StreamLine::ParentLost { parent } => {
+                eprintln!("lost parent {parent}; re-subscribing");
+                true
+            }
+            StreamLine::Other => true,
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -16,11 +16,23 @@
 //! [past]
 //! replicas = 5
 //! max_object_bytes = 1048576
+//!
+//! [scribe]
+//! heartbeat_interval_ms = 5000
+//! max_payload_bytes = 65536
 //! ```
 //!
 //! The `[past]` table sets [`pastry_past::PastConfig`] fields: `replicas`, `max_replicas`,
 //! `max_object_bytes`, `quota_bytes`, `caching`, `request_retries`, `request_timeout_ms`,
 //! `replicate_timeout_ms`, `sync_interval_ms`, `update_sync_delay_ms`.
+//!
+//! The `[scribe]` table sets [`pastry_scribe::ScribeConfig`] fields (all but `seed`, which
+//! each node draws from its own): `tick_interval_ms`, `heartbeat_interval_ms`,
+//! `parent_timeout_ms`, `refresh_interval_ms`, `child_timeout_ms`, `subscribe_timeout_ms`,
+//! `subscribe_backoff_max_ms`, `publish_timeout_ms`, `publish_attempts`,
+//! `anycast_timeout_ms`, `max_topics`, `max_children_per_topic`, `max_children_total`,
+//! `dedup_window`, `max_pending_publishes`, `max_pending_anycasts`, `max_search_visits`,
+//! `max_payload_bytes`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -123,6 +135,43 @@ struct FileConfig {
     dedup_window: Option<usize>,
     net: Option<FileNet>,
     past: Option<FilePast>,
+    scribe: Option<FileScribe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScribe {
+    tick_interval_ms: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+    parent_timeout_ms: Option<u64>,
+    refresh_interval_ms: Option<u64>,
+    child_timeout_ms: Option<u64>,
+    subscribe_timeout_ms: Option<u64>,
+    subscribe_backoff_max_ms: Option<u64>,
+    publish_timeout_ms: Option<u64>,
+    publish_attempts: Option<u32>,
+    anycast_timeout_ms: Option<u64>,
+    max_topics: Option<usize>,
+    max_children_per_topic: Option<usize>,
+    max_children_total: Option<usize>,
+    dedup_window: Option<usize>,
+    max_pending_publishes: Option<usize>,
+    max_pending_anycasts: Option<usize>,
+    max_search_visits: Option<usize>,
+    max_payload_bytes: Option<usize>,
+}
+
+/// Every configuration a node's file sets: protocol, transport, PAST, Scribe.
+#[derive(Debug, Clone, Default)]
+pub struct NodeConfigs {
+    /// The protocol ([`Config`], top-level keys).
+    pub core: Config,
+    /// Transport bounds (`[net]`).
+    pub net: NetConfig,
+    /// PAST (`[past]`).
+    pub past: pastry_past::PastConfig,
+    /// Scribe (`[scribe]`).
+    pub scribe: pastry_scribe::ScribeConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +219,15 @@ pub fn parse_all(
     origin: &str,
     text: &str,
 ) -> anyhow::Result<(Config, NetConfig, pastry_past::PastConfig)> {
+    parse_node(origin, text).map(|c| (c.core, c.net, c.past))
+}
+
+/// [`parse_all`], plus the `[scribe]` table as a validated [`pastry_scribe::ScribeConfig`].
+///
+/// # Errors
+/// As [`parse_all`], and `scribe.*` values Scribe rejects (a `parent_timeout_ms` not above
+/// `heartbeat_interval_ms`, say), or a `max_payload_bytes` that would not fit the node's.
+pub fn parse_node(origin: &str, text: &str) -> anyhow::Result<NodeConfigs> {
     let file: FileConfig =
         toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.message().trim()))?;
     let mut cfg = Config::default();
@@ -224,7 +282,64 @@ pub fn parse_all(
     };
     past.validate_with(&cfg)
         .map_err(|e| anyhow::anyhow!("{origin}: {e} (in [past])"))?;
-    Ok((cfg, net, past))
+    let s = file.scribe.unwrap_or_default();
+    let sd = pastry_scribe::ScribeConfig::default();
+    let scribe = pastry_scribe::ScribeConfig {
+        tick_interval: ms(s.tick_interval_ms, sd.tick_interval),
+        heartbeat_interval: ms(s.heartbeat_interval_ms, sd.heartbeat_interval),
+        parent_timeout: ms(s.parent_timeout_ms, sd.parent_timeout),
+        refresh_interval: ms(s.refresh_interval_ms, sd.refresh_interval),
+        child_timeout: ms(s.child_timeout_ms, sd.child_timeout),
+        subscribe_timeout: ms(s.subscribe_timeout_ms, sd.subscribe_timeout),
+        subscribe_backoff_max: ms(s.subscribe_backoff_max_ms, sd.subscribe_backoff_max),
+        publish_timeout: ms(s.publish_timeout_ms, sd.publish_timeout),
+        publish_attempts: s.publish_attempts.unwrap_or(sd.publish_attempts),
+        anycast_timeout: ms(s.anycast_timeout_ms, sd.anycast_timeout),
+        max_topics: s.max_topics.unwrap_or(sd.max_topics),
+        max_children_per_topic: s
+            .max_children_per_topic
+            .unwrap_or(sd.max_children_per_topic),
+        max_children_total: s.max_children_total.unwrap_or(sd.max_children_total),
+        dedup_window: s.dedup_window.unwrap_or(sd.dedup_window),
+        max_pending_publishes: s.max_pending_publishes.unwrap_or(sd.max_pending_publishes),
+        max_pending_anycasts: s.max_pending_anycasts.unwrap_or(sd.max_pending_anycasts),
+        max_search_visits: s.max_search_visits.unwrap_or(sd.max_search_visits),
+        max_payload_bytes: s.max_payload_bytes.unwrap_or(sd.max_payload_bytes),
+        ..sd
+    };
+    scribe
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{origin}: {e} (in [scribe])"))?;
+    // A publication carries its payload plus Scribe's header in one Pastry message.
+    if scribe.max_payload_bytes + SCRIBE_HEADROOM > cfg.max_payload_bytes {
+        anyhow::bail!(
+            "{origin}: invalid config `scribe.max_payload_bytes`: {} plus {SCRIBE_HEADROOM} \
+             bytes of Scribe headers must fit the node's max_payload_bytes ({})",
+            scribe.max_payload_bytes,
+            cfg.max_payload_bytes
+        );
+    }
+    Ok(NodeConfigs {
+        core: cfg,
+        net,
+        past,
+        scribe,
+    })
+}
+
+/// Bytes a Scribe message adds to its payload at most, besides search lists (publish and
+/// data headers: topic, ids, numbers).
+const SCRIBE_HEADROOM: usize = 1024;
+
+/// [`load`], plus the `[past]` and `[scribe]` tables (see [`parse_node`]).
+///
+/// # Errors
+/// As [`load`] and [`parse_node`].
+pub fn load_node(path: &Path) -> anyhow::Result<NodeConfigs> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {origin}: {e}"))?;
+    parse_node(&origin, &text)
 }
 
 /// [`load`], plus the `[past]` table (see [`parse_all`]).
@@ -293,6 +408,31 @@ mod tests {
         let (_, _, p) =
             parse_all("my.toml", "[past]\nreplicas = 3\nrequest_timeout_ms = 4000").unwrap();
         assert_eq!((p.replicas, p.request_timeout), (3, Duration::from_secs(4)));
+        let c = parse_node(
+            "my.toml",
+            "[scribe]\nheartbeat_interval_ms = 500\nparent_timeout_ms = 2000",
+        )
+        .unwrap();
+        assert_eq!(c.scribe.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(c.scribe.parent_timeout, Duration::from_secs(2));
+        let e = parse_node("my.toml", "[scribe]\nbogus = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("my.toml") && e.contains("bogus"), "{e}");
+        let e = parse_node("my.toml", "[scribe]\nparent_timeout_ms = 1000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("parent_timeout") && e.contains("[scribe]"),
+            "{e}"
+        );
+        let e = parse_node(
+            "my.toml",
+            "max_payload_bytes = 4096\n[scribe]\nmax_payload_bytes = 4000",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("scribe.max_payload_bytes"), "{e}");
         let e = load(Path::new("/nonexistent/pastry.toml"))
             .unwrap_err()
             .to_string();

@@ -36,6 +36,11 @@ use tracing::{debug, info, warn};
 
 use crate::config::NetConfig;
 use crate::past::{PAST_APP, PastApiError, PastCommand, PastPending, PutResult, ReplicaHolder};
+use crate::scribe::{
+    MAX_STREAMS, PublishResult, SCRIBE_APP, ScribeApiError, ScribeCommand, ScribeHost,
+    StreamClient, StreamLine, StreamSink, TopicStreams, TopicView, TreeNode, check_topic_name,
+    message_line, to_line,
+};
 use crate::status::{
     HOPS_BUCKETS, Histogram, LeafSetView, NodeMetrics, PerKind, RTT_BUCKETS, RouteReport, Status,
 };
@@ -76,6 +81,8 @@ pub(crate) enum Command {
     Crash(oneshot::Sender<()>),
     /// A request to the node's PAST.
     Past(PastCommand),
+    /// A request to the node's Scribe.
+    Scribe(ScribeCommand),
 }
 
 struct Peer {
@@ -144,6 +151,8 @@ pub(crate) struct Driver {
     pending: HashMap<u64, RouteReply>,
     /// PAST requests awaiting their outcome, by PAST request id.
     past_pending: HashMap<u64, PastPending>,
+    /// Scribe's subscription streams and API counters.
+    scribe: ScribeHost,
     traffic: Traffic,
     hops: Histogram,
     rtt: Histogram,
@@ -211,6 +220,7 @@ impl Driver {
             next_generation: 0,
             pending: HashMap::new(),
             past_pending: HashMap::new(),
+            scribe: ScribeHost::default(),
             traffic: Traffic::default(),
             hops: Histogram::new(HOPS_BUCKETS),
             rtt: Histogram::new(RTT_BUCKETS),
@@ -409,6 +419,7 @@ impl Driver {
                 return Flow::Stop;
             }
             Command::Past(cmd) => self.on_past(cmd),
+            Command::Scribe(cmd) => self.on_scribe(cmd),
         }
         Flow::Continue
     }
@@ -517,6 +528,263 @@ impl Driver {
                 let _ = reply.send(Err(unexpected()));
             }
         }
+    }
+
+    /// Handles a request to Scribe: publish, open or close a subscription stream, topics.
+    fn on_scribe(&mut self, cmd: ScribeCommand) {
+        match cmd {
+            ScribeCommand::Publish { name, data, reply } => {
+                let _ = reply.send(self.scribe_publish(name, data));
+            }
+            ScribeCommand::Subscribe { name, reply } => {
+                let (topic, client) = match self.scribe_subscribe(name) {
+                    Ok(sink) => {
+                        let (topic, client) = (sink.topic, sink.client);
+                        if reply.send(Ok(sink)).is_ok() {
+                            return;
+                        }
+                        (topic, client)
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
+                // The requester went away before getting its stream.
+                self.close_stream(topic, client);
+            }
+            ScribeCommand::StreamClosed { topic, client } => self.close_stream(topic, client),
+            ScribeCommand::Topics(reply) => {
+                let _ = reply.send(self.scribe_topics());
+            }
+        }
+    }
+
+    fn scribe_publish(
+        &mut self,
+        name: String,
+        data: Bytes,
+    ) -> Result<PublishResult, ScribeApiError> {
+        type S = pastry_scribe::Scribe<SocketAddr>;
+        let topic = check_topic_name(&name)?;
+        let size = data.len();
+        let now = self.now();
+        let id = self
+            .node
+            .with_application::<S, _>(now, SCRIBE_APP, |s, ctx| s.publish(ctx, topic, data))
+            .ok_or(ScribeApiError::Disabled)??;
+        self.scribe.publishes += 1;
+        Ok(PublishResult {
+            topic: name,
+            topic_id: topic.to_string(),
+            id,
+            publisher: self.node.id().to_string(),
+            size,
+        })
+    }
+
+    /// Subscribes the node to the topic if no stream does yet, and opens a stream for it.
+    fn scribe_subscribe(&mut self, name: String) -> Result<StreamSink, ScribeApiError> {
+        type S = pastry_scribe::Scribe<SocketAddr>;
+        let topic = check_topic_name(&name)?;
+        if self.scribe.stream_count() >= MAX_STREAMS {
+            return Err(ScribeApiError::TooManyStreams);
+        }
+        let now = self.now();
+        let already = self.scribe.streams.contains_key(&topic);
+        if !already {
+            self.node
+                .with_application::<S, _>(now, SCRIBE_APP, |s, ctx| s.subscribe(ctx, topic))
+                .ok_or(ScribeApiError::Disabled)??;
+            self.scribe.streams.insert(
+                topic,
+                TopicStreams {
+                    name,
+                    clients: Vec::new(),
+                },
+            );
+        }
+        self.scribe.next_client += 1;
+        let id = self.scribe.next_client;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let mut client = StreamClient {
+            id,
+            tx,
+            queued: queued.clone(),
+            dropped: 0,
+        };
+        if already {
+            // Attached before this client came: tell it now (a first subscription's
+            // attachment arrives as Scribe's event).
+            let info = self
+                .node
+                .with_application::<S, _>(now, SCRIBE_APP, |s, _| s.topic_info(topic))
+                .flatten();
+            if let Some(i) = info
+                && (i.is_root || i.parent.is_some())
+            {
+                let parent = i.parent.map(|p| p.id.to_string());
+                client.offer(to_line(&StreamLine::Attached { parent }), false);
+            }
+        }
+        if let Some(t) = self.scribe.streams.get_mut(&topic) {
+            t.clients.push(client);
+        }
+        Ok(StreamSink {
+            topic,
+            client: id,
+            rx,
+            queued,
+        })
+    }
+
+    /// Forgets a stream; the last stream of a topic gone, the node unsubscribes.
+    fn close_stream(&mut self, topic: pastry_scribe::TopicId, client: u64) {
+        type S = pastry_scribe::Scribe<SocketAddr>;
+        let Some(t) = self.scribe.streams.get_mut(&topic) else {
+            return;
+        };
+        t.clients.retain(|c| c.id != client);
+        if t.clients.is_empty() {
+            self.scribe.streams.remove(&topic);
+            let now = self.now();
+            self.node
+                .with_application::<S, _>(now, SCRIBE_APP, |s, ctx| s.unsubscribe(ctx, topic));
+            debug!(%topic, "last stream closed: unsubscribed");
+        }
+    }
+
+    /// Closes streams whose reader went away without telling (housekeeping).
+    fn sweep_streams(&mut self) {
+        let closed: Vec<(pastry_scribe::TopicId, u64)> = self
+            .scribe
+            .streams
+            .iter()
+            .flat_map(|(t, s)| {
+                s.clients
+                    .iter()
+                    .filter(|c| c.tx.is_closed())
+                    .map(move |c| (*t, c.id))
+            })
+            .collect();
+        for (topic, client) in closed {
+            self.close_stream(topic, client);
+        }
+    }
+
+    /// Every topic the node keeps state for.
+    fn scribe_topics(&mut self) -> Result<Vec<TopicView>, ScribeApiError> {
+        type S = pastry_scribe::Scribe<SocketAddr>;
+        let now = self.now();
+        let infos = self
+            .node
+            .with_application::<S, _>(now, SCRIBE_APP, |s, _| {
+                s.topics()
+                    .filter_map(|t| s.topic_info(t))
+                    .collect::<Vec<_>>()
+            })
+            .ok_or(ScribeApiError::Disabled)?;
+        Ok(infos
+            .into_iter()
+            .map(|i| {
+                let streams = self.scribe.streams.get(&i.topic);
+                TopicView {
+                    topic_id: i.topic.to_string(),
+                    name: streams.map(|s| s.name.clone()),
+                    subscribed: i.subscribed,
+                    root: i.is_root,
+                    parent: i.parent.map(|p| TreeNode {
+                        id: p.id.to_string(),
+                        addr: p.addr.to_string(),
+                    }),
+                    children: i.children.len(),
+                    child_ids: i.children.iter().map(|c| c.id.to_string()).collect(),
+                    path: i.path.iter().map(|p| p.to_string()).collect(),
+                    subscribing: i.subscribing,
+                    last_seq: i.last_seq,
+                    delivered: i.delivered,
+                    streams: streams.map_or(0, |s| s.clients.len()),
+                }
+            })
+            .collect())
+    }
+
+    /// What Scribe reports: deliveries and tree changes go to the topic's streams.
+    fn on_scribe_event(&mut self, value: &dyn std::any::Any) {
+        use pastry_scribe::ScribeEvent;
+        let Some(ev) = value.downcast_ref::<ScribeEvent<SocketAddr>>() else {
+            return;
+        };
+        let (topic, line) = match ev {
+            ScribeEvent::Delivered {
+                topic,
+                seq,
+                publisher,
+                id,
+                payload,
+            } => {
+                let Some(t) = self.scribe.streams.get_mut(topic) else {
+                    return;
+                };
+                let base = message_line(*seq, *publisher, *id, payload, 0);
+                let (mut sent, mut dropped) = (0, 0);
+                for c in &mut t.clients {
+                    if c.tx.is_closed() {
+                        continue;
+                    }
+                    let line = if c.dropped > 0 {
+                        message_line(*seq, *publisher, *id, payload, c.dropped)
+                    } else {
+                        base.clone()
+                    };
+                    if c.offer(line, true) {
+                        sent += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                self.scribe.lines_sent += sent;
+                self.scribe.lines_dropped += dropped;
+                return;
+            }
+            ScribeEvent::Subscribed { topic, parent } => {
+                let parent = parent.map(|p| p.id.to_string());
+                (topic, StreamLine::Attached { parent })
+            }
+            ScribeEvent::ParentLost { topic, parent } => {
+                debug!(%topic, parent = %parent.id, "scribe parent lost");
+                let parent = parent.id.to_string();
+                (topic, StreamLine::ParentLost { parent })
+            }
+            ScribeEvent::PublishFailed { topic, id } => {
+                debug!(%topic, id, "scribe publish never acknowledged by the root");
+                self.scribe.publishes_failed += 1;
+                return;
+            }
+            ScribeEvent::SubscribeFailed { .. } => {
+                self.scribe.subscribe_failures += 1;
+                return;
+            }
+            _ => return,
+        };
+        let Some(t) = self.scribe.streams.get_mut(topic) else {
+            return;
+        };
+        let line = to_line(&line);
+        let (mut sent, mut dropped) = (0, 0);
+        for c in &mut t.clients {
+            if c.tx.is_closed() {
+                continue;
+            }
+            if c.offer(line.clone(), false) {
+                sent += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+        self.scribe.lines_sent += sent;
+        self.scribe.lines_dropped += dropped;
     }
 
     /// Stops: lets the writers send what is queued (`graceful`), then closes the endpoint.
@@ -782,6 +1050,9 @@ impl Driver {
             Event::Application { app, value } if app == PAST_APP => {
                 self.on_past_event(value.as_ref());
             }
+            Event::Application { app, value } if app == SCRIBE_APP => {
+                self.on_scribe_event(value.as_ref());
+            }
             Event::DirectDelivered { .. } | Event::Application { .. } => {}
         }
     }
@@ -866,6 +1137,7 @@ impl Driver {
             PastPending::Get(r) => !r.is_closed(),
             PastPending::Replicas(r) => !r.is_closed(),
         });
+        self.sweep_streams();
         self.feed_rtt();
         if self.ticks.is_multiple_of(5) {
             for p in self.peers.values() {
@@ -928,7 +1200,58 @@ impl Driver {
             .count()
     }
 
+    /// Scribe's counters and gauges (topics, children, streams), when the node runs it.
+    fn scribe_counters(&mut self) -> (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>) {
+        type S = pastry_scribe::Scribe<SocketAddr>;
+        let now = self.now();
+        let Some((st, topics, children, pending)) =
+            self.node.with_application::<S, _>(now, SCRIBE_APP, |s, _| {
+                (
+                    s.stats().clone(),
+                    s.topics().count(),
+                    s.total_children(),
+                    s.pending_publishes(),
+                )
+            })
+        else {
+            return (Vec::new(), Vec::new());
+        };
+        let h = &self.scribe;
+        let counters = vec![
+            ("scribe_delivered", st.delivered),
+            ("scribe_duplicates", st.duplicates),
+            ("scribe_control_messages_sent", st.control_messages_sent()),
+            ("scribe_control_bytes_sent", st.control_bytes_sent()),
+            ("scribe_data_messages_sent", st.data_messages_sent()),
+            ("scribe_data_bytes_sent", st.data_bytes_sent()),
+            ("scribe_messages_received", st.received.iter().sum()),
+            ("scribe_bad_messages", st.bad_messages),
+            ("scribe_encode_failures", st.encode_failures),
+            (
+                "scribe_publishes_without_members",
+                st.publishes_without_members,
+            ),
+            ("scribe_parent_losses", st.parent_losses),
+            ("scribe_children_timed_out", st.children_timed_out),
+            ("scribe_loops_broken", st.loops_broken),
+            ("scribe_publishes", h.publishes),
+            ("scribe_publishes_failed", h.publishes_failed),
+            ("scribe_subscribe_failures", h.subscribe_failures),
+            ("scribe_stream_lines_sent", h.lines_sent),
+            ("scribe_stream_lines_dropped", h.lines_dropped),
+        ];
+        let gauges = vec![
+            ("scribe_topics", topics as u64),
+            ("scribe_topics_subscribed", self.scribe.streams.len() as u64),
+            ("scribe_children", children as u64),
+            ("scribe_streams", self.scribe.stream_count() as u64),
+            ("scribe_pending_publishes", pending as u64),
+        ];
+        (counters, gauges)
+    }
+
     fn counters(&mut self) -> BTreeMap<String, u64> {
+        let (scribe, _) = self.scribe_counters();
         let past = self.past_stats();
         let s = self.node.stats();
         let c = &self.shared.counters;
@@ -1001,6 +1324,7 @@ impl Driver {
             .into_iter()
             .flatten(),
         )
+        .chain(scribe)
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -1013,7 +1337,10 @@ impl Driver {
     }
 
     fn status(&mut self) -> Status {
-        let counters = self.counters();
+        let mut counters = self.counters();
+        // `/status` has no gauges: Scribe's (topics, children, streams) go with the counters.
+        let (_, gauges) = self.scribe_counters();
+        counters.extend(gauges.into_iter().map(|(k, v)| (k.to_string(), v)));
         let n = &self.node;
         let side = |s| {
             n.leaf_set()
@@ -1056,8 +1383,13 @@ impl Driver {
 
     fn metrics(&mut self) -> NodeMetrics {
         let counters = self.counters();
+        let mut gauges: BTreeMap<String, u64> = self
+            .scribe_counters()
+            .1
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let n = &self.node;
-        let mut gauges = BTreeMap::new();
         gauges.insert("leaf_set_size".to_string(), n.leaf_set().len() as u64);
         gauges.insert(
             "routing_table_size".to_string(),

@@ -17,20 +17,35 @@
 //!   nodes responsible for the key's replicas as its root sees them.
 //! - `GET /past/info`: `{"max_object_bytes", "replicas"}` (clients check sizes first).
 //!
+//! - `POST /scribe/publish/TOPIC[?node=I]`: the body is the message's bytes; hands it to
+//!   Scribe for the topic named TOPIC (percent-encoded in the path, hashed with
+//!   [`pastry_scribe::topic_id`]) and answers [`crate::PublishResult`] JSON at once. A body
+//!   over Scribe's `max_payload_bytes` is refused with 413.
+//! - `GET` or `POST /scribe/subscribe/TOPIC[?node=I]`: subscribes the node (if no stream
+//!   does yet) and streams what arrives as chunked `application/x-ndjson`, one JSON line
+//!   per message (format: [`crate::scribe`]). When the last stream of a topic ends, the
+//!   node unsubscribes.
+//! - `GET /scribe/topics[?node=I]`: a JSON array of [`crate::TopicView`]: every topic the
+//!   node keeps state for (subscribed, root, parent, children, ...).
+//! - `GET /scribe/info`: `{"max_payload_bytes", "app"}` (clients check sizes first).
+//!
 //! Errors are JSON `{"error": "..."}` with a fitting status. Request bodies are limited to
-//! 64 KiB (PAST puts: the object limit); a route waits at most 30 s, a PAST request 60 s.
+//! 64 KiB (PAST puts: the object limit; Scribe publishes: the payload limit); a route waits
+//! at most 30 s, a PAST request 60 s.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use pastry_core::NodeId;
+use pastry_scribe::ScribeConfig;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -52,10 +67,22 @@ pub fn router(nodes: Nodes) -> Router {
 }
 
 /// The admin API's routes over `nodes`, whose PAST runs with `past` (object size limit
-/// and default k, for `/past/put` and `/past/info`).
+/// and default k, for `/past/put` and `/past/info`) and Scribe with its defaults.
 pub fn router_with_past(nodes: Nodes, past: &pastry_past::PastConfig) -> Router {
+    router_with_configs(nodes, past, &ScribeConfig::default())
+}
+
+/// The admin API's routes over `nodes`, whose PAST runs with `past` and Scribe with
+/// `scribe` (payload limit, for `/scribe/publish` and `/scribe/info`).
+pub fn router_with_configs(
+    nodes: Nodes,
+    past: &pastry_past::PastConfig,
+    scribe: &ScribeConfig,
+) -> Router {
     let max = past.max_object_bytes;
     let info = json!({ "max_object_bytes": max, "replicas": past.replicas });
+    let scribe_max = scribe.max_payload_bytes;
+    let scribe_info = json!({ "max_payload_bytes": scribe_max, "app": crate::SCRIBE_APP });
     Router::new()
         .route("/status", get(status))
         .route("/nodes", get(all_nodes))
@@ -68,6 +95,20 @@ pub fn router_with_past(nodes: Nodes, past: &pastry_past::PastConfig) -> Router 
         .route("/past/get/{key}", get(past_get))
         .route("/past/replicas/{key}", get(past_replicas))
         .route("/past/info", get(move || async move { Json(info) }))
+        .route(
+            "/scribe/publish/{topic}",
+            post(move |s, p, q, b| scribe_publish(s, p, q, b, scribe_max))
+                .layer(DefaultBodyLimit::max(scribe_max)),
+        )
+        .route(
+            "/scribe/subscribe/{topic}",
+            get(scribe_subscribe).post(scribe_subscribe),
+        )
+        .route("/scribe/topics", get(scribe_topics))
+        .route(
+            "/scribe/info",
+            get(move || async move { Json(scribe_info) }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(nodes)
 }
@@ -285,5 +326,88 @@ async fn past_replicas(
     match n.past_replicas(key, q.max.unwrap_or(8), PAST_TIMEOUT).await {
         Ok(list) => Json(json!({ "key": key.to_string(), "replicas": list })).into_response(),
         Err(e) => past_error(&e),
+    }
+}
+
+fn scribe_error(e: &crate::ScribeApiError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    error(code, e)
+}
+
+fn node_query(
+    query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
+    nodes: &Nodes,
+) -> Result<NodeClient, Box<Response>> {
+    let Query(q) = query.map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e.body_text())))?;
+    node(nodes, q.node.unwrap_or(0))
+}
+
+async fn scribe_publish(
+    State(nodes): State<Nodes>,
+    Path(topic): Path<String>,
+    query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    max: usize,
+) -> Response {
+    let n = match node_query(query, &nodes) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("message larger than the limit of {max} bytes"),
+            );
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
+    if body.len() > max {
+        let e = crate::ScribeApiError::TooLarge {
+            size: body.len(),
+            max,
+        };
+        return scribe_error(&e);
+    }
+    match n.scribe_publish(topic, body).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => scribe_error(&e),
+    }
+}
+
+async fn scribe_subscribe(
+    State(nodes): State<Nodes>,
+    Path(topic): Path<String>,
+    query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let n = match node_query(query, &nodes) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match n.scribe_subscribe(topic).await {
+        Ok(stream) => (
+            [
+                (header::CONTENT_TYPE, "application/x-ndjson"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(e) => scribe_error(&e),
+    }
+}
+
+async fn scribe_topics(
+    State(nodes): State<Nodes>,
+    query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let n = match node_query(query, &nodes) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    match n.scribe_topics().await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => scribe_error(&e),
     }
 }

@@ -10,8 +10,9 @@
 //! - [`status`]: `/status` JSON, route reports, Prometheus metrics.
 //! - [`http`]: the admin API (axum); [`client`]: a tiny HTTP/1.1 client for the CLI.
 //! - [`past`]: PAST storage on each node (redb store in the data directory).
+//! - [`scribe`]: Scribe multicast on each node: publish, subscription streams, topics.
 //! - [`config`]: TOML configuration files; [`cli`]: `pastry hello | node | lookup | put |
-//!   get | replicas`.
+//!   get | replicas | publish | subscribe`.
 //!
 //! # Example
 //! ```no_run
@@ -36,6 +37,7 @@ pub mod driver;
 pub mod identity;
 pub mod node;
 pub mod past;
+pub mod scribe;
 pub mod status;
 pub mod tls;
 pub mod transport;
@@ -45,6 +47,10 @@ pub use driver::{DeliveredEvent, REPORT_APP, ROUTE_APP};
 pub use identity::Identity;
 pub use node::{NodeClient, NodeOptions, RunningNode, spawn};
 pub use past::{PAST_APP, PastApiError, PastOptions, PutResult, ReplicaHolder};
+pub use scribe::{
+    PublishResult, SCRIBE_APP, ScribeApiError, ScribeOptions, StreamLine, StreamMessage,
+    SubscriptionStream, TopicView,
+};
 pub use status::{RouteReport, Status};
 pub mod cli;
 pub mod client;

@@ -15,6 +15,10 @@ use crate::config::NetConfig;
 use crate::driver::{Command, DeliveredEvent, Driver};
 use crate::identity::Identity;
 use crate::past::{PAST_APP, PastApiError, PastCommand, PastOptions, PutResult, ReplicaHolder};
+use crate::scribe::{
+    PublishResult, SCRIBE_APP, ScribeApiError, ScribeCommand, ScribeOptions, SubscriptionStream,
+    TopicView,
+};
 use crate::status::{NodeMetrics, RouteReport, Status};
 use crate::tls;
 use crate::transport::{self, Shared};
@@ -41,6 +45,8 @@ pub struct NodeOptions {
     pub deliveries: Option<mpsc::Sender<DeliveredEvent>>,
     /// Run PAST on the node (see [`crate::past`]); `None` runs no storage.
     pub past: Option<PastOptions>,
+    /// Run Scribe on the node (see [`crate::scribe`]); `None` runs no multicast.
+    pub scribe: Option<ScribeOptions>,
 }
 
 impl NodeOptions {
@@ -56,6 +62,7 @@ impl NodeOptions {
             seed: None,
             deliveries: None,
             past: None,
+            scribe: None,
         }
     }
 }
@@ -142,6 +149,19 @@ pub async fn spawn(opts: NodeOptions) -> anyhow::Result<RunningNode> {
         .map_err(|e| anyhow::anyhow!("cannot start PAST: {e}"))?;
         if node.register(PAST_APP, Box::new(past)).is_err() {
             bail!("application id {PAST_APP} is taken");
+        }
+    }
+    if let Some(s) = &opts.scribe {
+        let mut config = s.config.clone();
+        // Each node its own random choices, drawn from the node's seed.
+        config.seed = seed ^ 0x5c81_be00_0000_0200;
+        let scribe = pastry_scribe::Scribe::<SocketAddr>::new(config).map_err(|e| {
+            endpoint.close(0u32.into(), b"");
+            anyhow::anyhow!("cannot start Scribe: {e}")
+        })?;
+        if node.register(SCRIBE_APP, Box::new(scribe)).is_err() {
+            endpoint.close(0u32.into(), b"");
+            bail!("application id {SCRIBE_APP} is taken");
         }
     }
     let (inbound_tx, inbound_rx) = mpsc::channel(opts.net.inbound_queue);
@@ -360,6 +380,62 @@ impl NodeClient {
     ) -> Result<Vec<ReplicaHolder>, PastApiError> {
         self.past(timeout, |reply| PastCommand::Replicas { key, max, reply })
             .await
+    }
+
+    async fn scribe<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ScribeApiError>>) -> ScribeCommand,
+    ) -> Result<T, ScribeApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Scribe(make(tx)))
+            .await
+            .map_err(|_| ScribeApiError::Stopped)?;
+        rx.await.map_err(|_| ScribeApiError::Stopped)?
+    }
+
+    /// Publishes `data` to the topic named `topic` through Scribe; returns once Scribe has
+    /// taken it (routed towards the topic's root), not when subscribers have it.
+    ///
+    /// # Errors
+    /// [`ScribeApiError`]: a bad topic name, too large, too many publishes outstanding,
+    /// Scribe not running, stopped.
+    pub async fn scribe_publish(
+        &self,
+        topic: String,
+        data: Bytes,
+    ) -> Result<PublishResult, ScribeApiError> {
+        self.scribe(|reply| ScribeCommand::Publish {
+            name: topic,
+            data,
+            reply,
+        })
+        .await
+    }
+
+    /// Subscribes the node to the topic named `topic` (if no stream does yet) and returns
+    /// a stream of its lines (see [`crate::scribe`]). Dropping the last stream of a topic
+    /// unsubscribes the node.
+    ///
+    /// # Errors
+    /// [`ScribeApiError`]: a bad topic name, too many topics or streams, Scribe not
+    /// running, stopped.
+    pub async fn scribe_subscribe(
+        &self,
+        topic: String,
+    ) -> Result<SubscriptionStream, ScribeApiError> {
+        let sink = self
+            .scribe(|reply| ScribeCommand::Subscribe { name: topic, reply })
+            .await?;
+        Ok(SubscriptionStream::new(sink, self.commands.clone()))
+    }
+
+    /// The topics the node keeps Scribe state for.
+    ///
+    /// # Errors
+    /// Scribe not running, or the node has stopped.
+    pub async fn scribe_topics(&self) -> Result<Vec<TopicView>, ScribeApiError> {
+        self.scribe(ScribeCommand::Topics).await
     }
 
     /// Leaves the ring gracefully (tells the leaf set) and stops the node.

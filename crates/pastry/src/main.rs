@@ -33,6 +33,10 @@ enum Command {
     Get(pastry_net::cli::GetArgs),
     /// List the nodes responsible for a key's PAST replicas.
     Replicas(pastry_net::cli::ReplicasArgs),
+    /// Publish a message (text or --file) to a Scribe topic through a running node.
+    Publish(pastry_net::cli::PublishArgs),
+    /// Subscribe a running node to a Scribe topic; print each message as it arrives.
+    Subscribe(pastry_net::cli::SubscribeArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Put(args) => ("put", pastry_net::cli::put(args)),
         Command::Get(args) => ("get", pastry_net::cli::get(args)),
         Command::Replicas(args) => ("replicas", pastry_net::cli::replicas(args)),
+        Command::Publish(args) => ("publish", pastry_net::cli::publish(args)),
+        Command::Subscribe(args) => ("subscribe", pastry_net::cli::subscribe(args)),
     };
     // Errors (bad flags, unreadable files, ports in use, ...) exit 2; a run that completed
     // but failed its own checks returns its own non-zero code.
