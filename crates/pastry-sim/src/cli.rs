@@ -15,7 +15,9 @@ use anyhow::Context;
 use pastry_core::Config;
 
 use crate::net::TopologySpec;
-use crate::sim::{Churn, PastWorkload, SimOptions, Simulation};
+use crate::sim::{
+    Churn, PastWorkload, ScribeWorkload, SimOptions, Simulation, SplitStreamWorkload,
+};
 use crate::workload::{Partition, SessionDist, load_trace, parse_duration, parse_partition};
 
 /// Session-time distribution names on the command line.
@@ -118,6 +120,33 @@ pub struct SimArgs {
     /// PAST: cache objects along lookup routes.
     #[arg(long = "past-cache", value_enum, default_value_t = OnOff::On)]
     pub past_cache: OnOff,
+    /// Scribe workload: topics (groups) formed after the build (0 = no Scribe). Group sizes
+    /// are Zipf-like (the Scribe paper's max * rank^-1.25) between the two bounds below.
+    #[arg(long = "scribe-topics", default_value_t = 0)]
+    pub scribe_topics: u32,
+    /// Scribe: smallest group.
+    #[arg(long = "scribe-min-group", default_value_t = 10)]
+    pub scribe_min_group: usize,
+    /// Scribe: largest group (capped at the ring size).
+    #[arg(long = "scribe-max-group", default_value_t = 5000)]
+    pub scribe_max_group: usize,
+    /// Scribe: messages published during `--duration` from random nodes, evenly spread,
+    /// topic j mod T [default: 3 per topic].
+    #[arg(long = "scribe-messages")]
+    pub scribe_messages: Option<u64>,
+    /// SplitStream workload: every node joins one channel; a source streams blocks.
+    #[arg(long)]
+    pub splitstream: bool,
+    /// SplitStream: stripes per channel (a power of two, 2..=64) [default: 16]; implies
+    /// `--splitstream`.
+    #[arg(long = "splitstream-stripes")]
+    pub splitstream_stripes: Option<usize>,
+    /// SplitStream: each node's outgoing capacity in stripes [default: the stripe count].
+    #[arg(long = "splitstream-capacity")]
+    pub splitstream_capacity: Option<usize>,
+    /// SplitStream: time between two blocks of the source.
+    #[arg(long = "splitstream-block-interval", default_value = "1s", value_parser = parse_duration)]
+    pub splitstream_block_interval: Duration,
     /// Print the report as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -194,6 +223,26 @@ impl SimArgs {
                 object_size: self.past_object_size,
                 lookups: self.past_lookups.unwrap_or(self.past_objects),
                 caching: self.past_cache == OnOff::On,
+            }),
+            scribe: (self.scribe_topics > 0).then(|| ScribeWorkload {
+                topics: self.scribe_topics,
+                min_group: self.scribe_min_group,
+                max_group: self.scribe_max_group,
+                messages: self
+                    .scribe_messages
+                    .unwrap_or(3 * u64::from(self.scribe_topics)),
+            }),
+            splitstream: (self.splitstream
+                || self.splitstream_stripes.is_some()
+                || self.splitstream_capacity.is_some())
+            .then(|| {
+                let stripes = self.splitstream_stripes.unwrap_or(16);
+                SplitStreamWorkload {
+                    stripes,
+                    capacity: self.splitstream_capacity.unwrap_or(stripes),
+                    block_interval: self.splitstream_block_interval,
+                    ..SplitStreamWorkload::default()
+                }
             }),
         })
     }

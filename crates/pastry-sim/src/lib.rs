@@ -34,4 +34,7 @@ pub mod workload;
 
 pub use net::TopologySpec;
 pub use report::Report;
-pub use sim::{Churn, PAST_APP, PastWorkload, Progress, SimOptions, Simulation};
+pub use sim::{
+    Churn, PAST_APP, PastWorkload, Progress, SCRIBE_APP, SPLITSTREAM_APP, ScribeWorkload,
+    SimOptions, Simulation, SplitStreamWorkload,
+};

@@ -37,6 +37,12 @@ pub struct Report {
     pub partition: Option<PartitionReport>,
     /// The PAST workload, when the run had one (`--past-objects`).
     pub past: Option<PastReport>,
+    /// The Scribe workload, when the run had one (`--scribe-topics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scribe: Option<ScribeReport>,
+    /// The SplitStream workload, when the run had one (`--splitstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub splitstream: Option<SplitStreamReport>,
     /// Simulator performance.
     pub perf: PerfReport,
     /// FNV-1a over every processed event's (time, kind, node), as 16 hex digits.
@@ -407,6 +413,129 @@ impl fmt::Display for Report {
                 )?;
             }
         }
+        if let Some(sc) = &self.scribe {
+            writeln!(
+                f,
+                "  Scribe    {} topics, group sizes {}/{:.1}/{} (min/mean/max), {} memberships, \
+                 {} attached after {:.1} s; {} joiner subscriptions",
+                sc.topics,
+                sc.group_min,
+                sc.group_mean,
+                sc.group_max,
+                sc.memberships,
+                sc.attached_at_settle,
+                sc.attach_s,
+                sc.joiner_subscriptions
+            )?;
+            writeln!(
+                f,
+                "  Scribe    {} messages published ({} failed, {} never disseminated): {} of {} \
+                 expected deliveries ({:.4}%), {} deliveries in all, {} duplicates",
+                sc.messages_published,
+                sc.publishes_failed,
+                sc.messages_never_disseminated,
+                sc.delivered,
+                sc.expected_deliveries,
+                100.0 * sc.delivery_ratio,
+                sc.deliveries_total,
+                sc.duplicates
+            )?;
+            writeln!(
+                f,
+                "  Scribe    delivery RDP mean {:.3}, p50 {:.3}, p95 {:.3} ({} deliveries); depth \
+                 mean {:.2}, max {}; node stress mean {:.2}, max {} ({} interior nodes, {} tree \
+                 nodes, {} forwarders, {} members not in a tree)",
+                sc.rdp.mean,
+                sc.rdp.p50,
+                sc.rdp.p95,
+                sc.rdp.samples,
+                sc.depth_mean,
+                sc.depth_max,
+                sc.node_stress_mean,
+                sc.node_stress_max,
+                sc.interior_nodes,
+                sc.tree_nodes,
+                sc.forwarders,
+                sc.members_not_in_tree
+            )?;
+            writeln!(
+                f,
+                "  Scribe    control {:.4} msgs/s and {:.1} bytes/s per node; data {:.4} msgs/s \
+                 per node; link stress not measured",
+                sc.control_msgs_per_node_s, sc.control_bytes_per_node_s, sc.data_msgs_per_node_s
+            )?;
+        }
+        if let Some(ss) = &self.splitstream {
+            writeln!(
+                f,
+                "  Split     {} stripes, capacity {}, a block every {:.2} s: {} members, {} \
+                 attached to every stripe after {:.1} s; {} blocks ({} errors, {} source \
+                 changes), {} duplicate parts",
+                ss.stripes,
+                ss.capacity,
+                ss.block_interval_s,
+                ss.members,
+                ss.attached_at_settle,
+                ss.attach_s,
+                ss.blocks_published,
+                ss.publish_errors,
+                ss.source_changes,
+                ss.duplicate_parts
+            )?;
+            writeln!(
+                f,
+                "  Split     {} blocks{}: {:.3}% of {} nodes received all {} stripes of every \
+                 block; nodes by stripes received {:?}",
+                ss.blocks_before_failure,
+                if ss.failure.is_some() {
+                    " before the failure"
+                } else {
+                    ""
+                },
+                ss.all_stripes_pct,
+                ss.nodes_counted,
+                ss.stripes,
+                ss.stripes_histogram
+            )?;
+            for (name, fo) in [("start", &ss.forest_at_start), ("end", &ss.forest_at_end)] {
+                writeln!(
+                    f,
+                    "  Split     forest at the {name}: {}/{} nodes attached to every stripe; {} \
+                     interior, {} interior in more than one stripe (max {}); node stress mean \
+                     {:.2}, max {}",
+                    fo.fully_attached,
+                    fo.nodes,
+                    fo.interior_nodes,
+                    fo.interior_in_several,
+                    fo.max_interior_stripes,
+                    fo.stress_mean,
+                    fo.stress_max
+                )?;
+            }
+            if let Some(fl) = &ss.failure {
+                writeln!(
+                    f,
+                    "  Split     failure: {} survivors, {} blocks after; worst block {:.2}% with \
+                     >= S-1 stripes; >= 99% with >= S-1 {}; from then on worst {:.3}% (>= S-1), \
+                     {:.3}% (all S); last block {:.3}% / {:.3}%",
+                    fl.survivors,
+                    fl.blocks_after,
+                    fl.min_ge_s1_pct,
+                    fl.recovery_s
+                        .map_or("never".to_string(), |v| format!("after {v:.1} s")),
+                    fl.after_recovery_min_ge_s1_pct,
+                    fl.after_recovery_min_all_pct,
+                    fl.last_block_ge_s1_pct,
+                    fl.last_block_all_pct
+                )?;
+            }
+            writeln!(
+                f,
+                "  Split     control {:.4} msgs/s and {:.1} bytes/s per node; data {:.3} msgs/s \
+                 per node",
+                ss.control_msgs_per_node_s, ss.control_bytes_per_node_s, ss.data_msgs_per_node_s
+            )?;
+        }
         writeln!(
             f,
             "  checks    {} violations ({} expected), {} looped ({} expected), leaf sets {}/{} correct; {}",
@@ -516,4 +645,158 @@ pub struct RepairReport {
     pub bytes_moved: u64,
     /// Replicas received through maintenance until then.
     pub objects_moved: u64,
+}
+
+/// The Scribe workload (`--scribe-topics`): groups, delivery, trees, traffic.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScribeReport {
+    /// Topics (groups).
+    pub topics: u32,
+    /// Smallest group at the start (Zipf-like sizes).
+    pub group_min: usize,
+    /// Mean group size at the start.
+    pub group_mean: f64,
+    /// Largest group at the start.
+    pub group_max: usize,
+    /// Memberships subscribed at the start of the settle phase.
+    pub memberships: u64,
+    /// Of those, attached to their tree when the settle wait ended.
+    pub attached_at_settle: u64,
+    /// Simulated seconds until they were attached (or the wait's bound).
+    pub attach_s: f64,
+    /// Subscriptions of nodes that joined during the measurement phase (churn).
+    pub joiner_subscriptions: u64,
+    /// Messages published during the measurement phase.
+    pub messages_published: u64,
+    /// Of those, refused at the publisher or never acknowledged by a root.
+    pub publishes_failed: u64,
+    /// Of those, whose data no root ever sent and nobody received.
+    pub messages_never_disseminated: u64,
+    /// (member, message) pairs expected: the member's subscription was acknowledged before
+    /// the publication and it was alive 10 s after it.
+    pub expected_deliveries: u64,
+    /// Of those, delivered (at least once, by the end of the run).
+    pub delivered: u64,
+    /// Every first delivery, expected or not (members that attached after the publication,
+    /// or died within 10 s of it, included).
+    pub deliveries_total: u64,
+    /// Deliveries of a message a node had already delivered.
+    pub duplicates: u64,
+    /// delivered / expected_deliveries.
+    pub delivery_ratio: f64,
+    /// A few messages some expected members missed.
+    pub missed_examples: Vec<String>,
+    /// Delivery latency from the root's first send over the direct one-way latency root ->
+    /// member, over every delivery at a member other than the root.
+    pub rdp: Rdp,
+    /// At the start of the measurement phase: nodes in some tree (per topic, summed).
+    pub tree_nodes: u64,
+    /// Of those, tree nodes that are not members (forwarders).
+    pub forwarders: u64,
+    /// Nodes with at least one child in some tree.
+    pub interior_nodes: u64,
+    /// Node stress: children over all topics, mean over interior nodes.
+    pub node_stress_mean: f64,
+    /// Node stress: the most children of one node over all topics.
+    pub node_stress_max: u64,
+    /// Tree depth of members (hops from the root along parent links), mean.
+    pub depth_mean: f64,
+    /// Tree depth, maximum.
+    pub depth_max: u32,
+    /// Members whose parent links did not lead to a root at the snapshot.
+    pub members_not_in_tree: u64,
+    /// Scribe control messages (everything but publications and data) originated per node
+    /// per second in the measurement window (the nodes' `ScribeStats`).
+    pub control_msgs_per_node_s: f64,
+    /// Their bytes per node per second.
+    pub control_bytes_per_node_s: f64,
+    /// Publications and tree data messages sent per node per second.
+    pub data_msgs_per_node_s: f64,
+}
+
+/// One snapshot of the SplitStream forest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ForestReport {
+    /// Live nodes running SplitStream.
+    pub nodes: u64,
+    /// Of those, attached in every stripe.
+    pub fully_attached: u64,
+    /// Nodes with a child in at least one stripe.
+    pub interior_nodes: u64,
+    /// Nodes with children in more than one stripe (not interior-node-disjoint).
+    pub interior_in_several: u64,
+    /// The most stripes one node is interior in.
+    pub max_interior_stripes: u64,
+    /// Node stress: children over all stripes, mean over interior nodes.
+    pub stress_mean: f64,
+    /// Node stress: the most children of one node.
+    pub stress_max: u64,
+}
+
+/// After a mass failure: how the survivors' stripes recovered.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitStreamFailureReport {
+    /// Nodes subscribed at the start that were alive at the end.
+    pub survivors: u64,
+    /// Blocks published from the failure on.
+    pub blocks_after: u64,
+    /// The worst block after the failure: percent of survivors with >= S-1 stripes of it.
+    pub min_ge_s1_pct: f64,
+    /// Seconds from the failure to the publication of the first block from which every
+    /// block reached >= 99% of survivors with >= S-1 stripes; `None` if never.
+    pub recovery_s: Option<f64>,
+    /// From then on, the worst block's percent of survivors with >= S-1 stripes.
+    pub after_recovery_min_ge_s1_pct: f64,
+    /// From then on, the worst block's percent of survivors with all S stripes.
+    pub after_recovery_min_all_pct: f64,
+    /// The last block: percent of survivors with >= S-1 stripes.
+    pub last_block_ge_s1_pct: f64,
+    /// The last block: percent of survivors with all S stripes.
+    pub last_block_all_pct: f64,
+}
+
+/// The SplitStream workload (`--splitstream`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitStreamReport {
+    /// Stripes S.
+    pub stripes: usize,
+    /// Outgoing capacity per node, in stripes.
+    pub capacity: usize,
+    /// Seconds between blocks.
+    pub block_interval_s: f64,
+    /// Nodes subscribed at the start of the settle phase.
+    pub members: u64,
+    /// Of those, attached in every stripe when the settle wait ended.
+    pub attached_at_settle: u64,
+    /// Simulated seconds until then.
+    pub attach_s: f64,
+    /// Blocks published.
+    pub blocks_published: u64,
+    /// Blocks whose publication returned an error.
+    pub publish_errors: u64,
+    /// Times the source crashed and another node took over.
+    pub source_changes: u64,
+    /// Stripe parts received twice.
+    pub duplicate_parts: u64,
+    /// Blocks published at least 2 s before the mass failure (all without one).
+    pub blocks_before_failure: u64,
+    /// Members alive 2 s after the last of those blocks.
+    pub nodes_counted: u64,
+    /// Percent of them that received every stripe of every one of those blocks.
+    pub all_stripes_pct: f64,
+    /// `[k]`: nodes that received k stripes of every one of those blocks (the stripes
+    /// received for all of them).
+    pub stripes_histogram: Vec<u64>,
+    /// The forest at the start of the measurement phase.
+    pub forest_at_start: ForestReport,
+    /// The forest at the end of the run.
+    pub forest_at_end: ForestReport,
+    /// Recovery from the mass failure, when the run had one.
+    pub failure: Option<SplitStreamFailureReport>,
+    /// Control messages of the embedded Scribe originated per node per second.
+    pub control_msgs_per_node_s: f64,
+    /// Their bytes per node per second.
+    pub control_bytes_per_node_s: f64,
+    /// Publications and tree data messages sent per node per second.
+    pub data_msgs_per_node_s: f64,
 }

@@ -36,7 +36,9 @@ use crate::report::{
 use crate::workload::{Partition, SessionDist, TraceAction, TraceEvent, exp_gap};
 
 mod past;
+mod scribe;
 pub use past::{PAST_APP, PastWorkload};
+pub use scribe::{SCRIBE_APP, SPLITSTREAM_APP, ScribeWorkload, SplitStreamWorkload};
 
 /// Churn during the measurement phase.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +93,12 @@ pub struct SimOptions {
     /// A PAST workload: PAST on every node, objects inserted after the build, looked up
     /// while measuring, verified at the end (see [`PastWorkload`]).
     pub past: Option<PastWorkload>,
+    /// A Scribe workload: groups formed after the build, messages published while
+    /// measuring (see [`ScribeWorkload`]).
+    pub scribe: Option<ScribeWorkload>,
+    /// A SplitStream workload: every node on one channel, a source streaming blocks while
+    /// measuring (see [`SplitStreamWorkload`]).
+    pub splitstream: Option<SplitStreamWorkload>,
 }
 
 impl Default for SimOptions {
@@ -112,6 +120,8 @@ impl Default for SimOptions {
             fail_at: Duration::from_secs(10),
             partition: None,
             past: None,
+            scribe: None,
+            splitstream: None,
         }
     }
 }
@@ -148,6 +158,8 @@ const K_PART_END: u8 = 10;
 const K_CHECK: u8 = 11;
 const K_PAST_LOOKUP: u8 = 12;
 const K_PAST_CHECK: u8 = 13;
+const K_SCRIBE_PUBLISH: u8 = 14;
+const K_SS_BLOCK: u8 = 15;
 
 /// A queued event's payload kept outside the heap (the heap holds 24-byte keys).
 #[derive(Debug)]
@@ -308,6 +320,8 @@ pub struct Simulation {
     window_app_bytes: u64,
     // PAST workload.
     past: Option<past::PastSim>,
+    // Scribe / SplitStream workloads.
+    scribe: Option<scribe::GroupSim>,
     // Output.
     progress: Option<ProgressFn>,
     trace: Option<Box<dyn Write>>,
@@ -402,6 +416,13 @@ impl Simulation {
             Some(w) => Some(past::PastSim::new(w.clone(), w.config(&opts.config)?, seed)),
             None => None,
         };
+        let scribe = scribe::GroupSim::new(
+            opts.scribe.clone(),
+            opts.splitstream.clone(),
+            seed,
+            opts.duration,
+            opts.nodes,
+        )?;
         Ok(Simulation {
             cfg: Arc::new(opts.config.clone()),
             now: 0,
@@ -465,6 +486,7 @@ impl Simulation {
             window_app_msgs: 0,
             window_app_bytes: 0,
             past,
+            scribe,
             progress: None,
             trace: None,
             trace_err: None,
@@ -516,6 +538,8 @@ impl Simulation {
         let settle_end = self.now + us(self.opts.settle);
         // PAST objects go in first; the settle phase lasts until every insert answered.
         self.past_insert_all();
+        // Scribe members and SplitStream nodes subscribe; settle lasts until attached.
+        self.scribe_subscribe_all();
         self.run_until(settle_end.max(self.now));
         self.measure();
         self.set_phase(Phase::Quiet);
@@ -662,6 +686,7 @@ impl Simulation {
             alive: true,
         });
         self.past_register(i);
+        self.scribe_register(i);
         self.join_started.push(u64::MAX);
         self.topo.add(&mut self.rng_topo);
         self.account_live();
@@ -722,6 +747,7 @@ impl Simulation {
             self.flush(i);
         }
         self.past_on_kill(i);
+        self.scribe_on_kill(i);
         self.unmark_ready(i);
         self.account_live();
         self.live_count -= 1;
@@ -900,6 +926,9 @@ impl Simulation {
             }
             e.2 = self.live_count as u32;
         }
+        if self.scribe.is_some() {
+            self.scribe_on_transmit(from, &msg);
+        }
         if self.opts.loss > 0.0 && self.rng_net.unit() < self.opts.loss {
             self.dropped += 1;
             return;
@@ -929,6 +958,7 @@ impl Simulation {
                     self.joins_in_flight = self.joins_in_flight.saturating_sub(1);
                     self.push_other(self.now, K_JOIN, 0);
                 }
+                self.scribe_on_ready(i);
             }
             Event::JoinFailed => {
                 self.joins.failed += 1;
@@ -949,7 +979,10 @@ impl Simulation {
                 }
             }
             Event::Delivered(d) => self.on_delivered(i, d),
-            Event::Application { value, .. } => self.past_on_event(i, value.as_ref()),
+            Event::Application { app, value } => {
+                self.past_on_event(i, value.as_ref());
+                self.scribe_on_event(i, app, value.as_ref());
+            }
             Event::RouteFailed {
                 request,
                 origin,
@@ -1196,10 +1229,12 @@ impl Simulation {
             self.push_other(e, K_PART_END, 0);
         }
         self.past_measure_start();
+        self.scribe_measure_start();
         let end = self.measure_end;
         self.run_until(end);
         self.account_live();
         self.past_measure_end();
+        self.scribe_measure_end();
     }
 
     fn on_workload(&mut self, kind: u8, arg: u32) {
@@ -1297,6 +1332,8 @@ impl Simulation {
                 self.past_on_failure();
             }
             K_PAST_LOOKUP => self.past_lookup_tick(),
+            K_SCRIBE_PUBLISH => self.scribe_publish_tick(),
+            K_SS_BLOCK => self.split_block_tick(),
             K_PAST_CHECK => self.past_check(),
             K_PART_START => self.partitioned = true,
             K_PART_END => {
@@ -1481,6 +1518,7 @@ impl Simulation {
             .map(|k| (k.name().to_string(), self.window_msgs[*k as usize - 1]))
             .collect();
         let past = self.past_finish(node_s);
+        let (scribe, splitstream) = self.scribe_finish(node_s);
         let live = self.ready_list.len();
         let rt_entries: usize = self
             .ready_list
@@ -1509,6 +1547,8 @@ impl Simulation {
             failure: self.failure.clone(),
             partition: self.part_report.clone(),
             past,
+            scribe,
+            splitstream,
             perf: PerfReport {
                 events: self.events,
                 events_per_s: self.events as f64 / wall.max(1e-9),

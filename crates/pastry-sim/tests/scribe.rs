@@ -1,0 +1,148 @@
+//! The Scribe and SplitStream workloads on small rings: every expected member gets every
+//! message on a static ring, nearly all under churn; every node gets every stripe, and
+//! after a 25% mass failure the survivors get at least S-1 stripes again within a reported
+//! time; the same seed gives the same trace hash.
+
+use std::time::Duration;
+
+use pastry_sim::workload::SessionDist;
+use pastry_sim::{Churn, ScribeWorkload, SimOptions, Simulation, SplitStreamWorkload};
+
+fn scribe(topics: u32, max_group: usize, messages: u64) -> ScribeWorkload {
+    ScribeWorkload {
+        topics,
+        min_group: 5,
+        max_group,
+        messages,
+    }
+}
+
+fn scribe_opts(seed: u64) -> SimOptions {
+    SimOptions {
+        nodes: 200,
+        lookups: 0,
+        seed,
+        settle: Duration::from_secs(5),
+        duration: Duration::from_secs(60),
+        cooldown: Duration::from_secs(20),
+        scribe: Some(scribe(40, 150, 200)),
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn every_member_gets_every_message_on_a_static_ring_and_runs_are_deterministic() {
+    let a = Simulation::new(scribe_opts(3)).unwrap().run().unwrap();
+    assert!(a.checks.ok(), "{:?}", a.checks.problems);
+    let s = a.scribe.as_ref().expect("scribe report");
+    assert_eq!(s.topics, 40);
+    assert_eq!((s.group_min, s.group_max), (5, 150), "{s:?}");
+    assert_eq!(s.attached_at_settle, s.memberships, "{s:?}");
+    assert_eq!(s.messages_published, 200);
+    assert_eq!(s.publishes_failed, 0);
+    assert!(s.expected_deliveries > 1000, "{s:?}");
+    assert_eq!(
+        s.delivered, s.expected_deliveries,
+        "{:?}",
+        s.missed_examples
+    );
+    assert_eq!(s.delivery_ratio, 1.0);
+    assert_eq!(s.duplicates, 0);
+    // Trees are real trees: members below a root, interior nodes with children.
+    assert_eq!(s.members_not_in_tree, 0);
+    assert!(s.depth_mean >= 1.0 && s.depth_max >= 2, "{s:?}");
+    assert!(s.interior_nodes > 0 && s.node_stress_max >= 2, "{s:?}");
+    // Delivery through the tree costs more than a direct send, but not absurdly more.
+    assert!(
+        s.rdp.samples > 0 && s.rdp.p50 >= 1.0 && s.rdp.mean < 5.0,
+        "{:?}",
+        s.rdp
+    );
+    assert!(s.control_msgs_per_node_s > 0.0);
+
+    let b = Simulation::new(scribe_opts(3)).unwrap().run().unwrap();
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.perf.events, b.perf.events);
+    let bs = b.scribe.as_ref().unwrap();
+    assert_eq!(
+        (s.delivered, s.rdp.samples, s.tree_nodes),
+        (bs.delivered, bs.rdp.samples, bs.tree_nodes)
+    );
+    let c = Simulation::new(scribe_opts(4)).unwrap().run().unwrap();
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn nearly_every_expected_member_gets_every_message_under_churn() {
+    let opts = SimOptions {
+        duration: Duration::from_secs(10 * 60),
+        cooldown: Duration::from_secs(30),
+        churn: Some(Churn::Sessions {
+            mean: Duration::from_secs(60 * 60),
+            dist: SessionDist::Exponential,
+            graceful: 0.0,
+        }),
+        scribe: Some(scribe(40, 150, 400)),
+        ..scribe_opts(8)
+    };
+    let r = Simulation::new(opts).unwrap().run().unwrap();
+    let s = r.scribe.as_ref().unwrap();
+    assert_eq!(s.messages_published, 400);
+    assert!(s.joiner_subscriptions > 0, "{s:?}");
+    assert!(s.expected_deliveries > 2000, "{s:?}");
+    assert!(s.delivery_ratio >= 0.98, "{s:?}");
+    assert_eq!(s.duplicates, 0);
+}
+
+fn split_opts(fail: Option<f64>) -> SimOptions {
+    SimOptions {
+        nodes: 200,
+        lookups: 0,
+        seed: 5,
+        settle: Duration::from_secs(5),
+        duration: Duration::from_secs(if fail.is_some() { 100 } else { 20 }),
+        cooldown: Duration::from_secs(10),
+        fail_fraction: fail,
+        fail_at: Duration::from_secs(10),
+        splitstream: Some(SplitStreamWorkload::default()),
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn every_node_gets_all_sixteen_stripes() {
+    let r = Simulation::new(split_opts(None)).unwrap().run().unwrap();
+    assert!(r.checks.ok(), "{:?}", r.checks.problems);
+    let s = r.splitstream.as_ref().expect("splitstream report");
+    assert_eq!((s.stripes, s.capacity), (16, 16));
+    assert_eq!(s.members, 200);
+    assert_eq!(s.attached_at_settle, 200, "{s:?}");
+    assert_eq!(s.blocks_published, 20);
+    assert_eq!(s.nodes_counted, 200);
+    assert_eq!(s.all_stripes_pct, 100.0, "{:?}", s.stripes_histogram);
+    assert_eq!(s.duplicate_parts, 0);
+    let f = &s.forest_at_start;
+    assert_eq!(f.fully_attached, 200);
+    // Capacity is respected; most interior nodes forward in one stripe only.
+    assert!(f.stress_max <= 16, "{f:?}");
+    assert!(f.interior_in_several * 2 < f.interior_nodes, "{f:?}");
+}
+
+#[test]
+fn survivors_get_fifteen_of_sixteen_stripes_again_after_a_25_percent_failure() {
+    let r = Simulation::new(split_opts(Some(0.25)))
+        .unwrap()
+        .run()
+        .unwrap();
+    assert!(r.checks.ok(), "{:?}", r.checks.problems);
+    let s = r.splitstream.as_ref().unwrap();
+    assert_eq!(s.all_stripes_pct, 100.0, "before the failure");
+    let f = s.failure.as_ref().expect("failure report");
+    assert_eq!(f.survivors, 150);
+    // The failure did cut stripes, and the forest recovered within the run.
+    assert!(f.min_ge_s1_pct < 99.0, "{f:?}");
+    let rec = f.recovery_s.expect("recovered");
+    assert!(rec > 0.0 && rec < 80.0, "{f:?}");
+    assert!(f.after_recovery_min_ge_s1_pct >= 99.0, "{f:?}");
+    assert!(f.last_block_ge_s1_pct >= 99.0, "{f:?}");
+}
