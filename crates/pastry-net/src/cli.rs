@@ -632,7 +632,7 @@ pub fn subscribe(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
                 let out = if args.json {
-                    serde_json::to_string(&m).unwrap_or_default()
+                    serde_json::to_string(&StreamLine::Message(m)).unwrap_or_default()
                 } else {
                     match m.payload_bytes() {
                         Ok(p) => payload_text(&p),

@@ -182,6 +182,9 @@ const RTT_FEED_MAX: usize = 64;
 /// Inputs (inbound batches, commands) taken per drain at most.
 const MAX_INPUTS_PER_DRAIN: usize = 256;
 
+/// Named values (counters or gauges).
+type Named = Vec<(&'static str, u64)>;
+
 /// A lost member is forgotten after this long.
 const HEAL_WINDOW: Duration = Duration::from_secs(1800);
 /// Lost members remembered at most.
@@ -1201,7 +1204,7 @@ impl Driver {
     }
 
     /// Scribe's counters and gauges (topics, children, streams), when the node runs it.
-    fn scribe_counters(&mut self) -> (Vec<(&'static str, u64)>, Vec<(&'static str, u64)>) {
+    fn scribe_counters(&mut self) -> (Named, Named) {
         type S = pastry_scribe::Scribe<SocketAddr>;
         let now = self.now();
         let Some((st, topics, children, pending)) =

@@ -47,6 +47,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::Command;
 
+pub use pastry_scribe::topic_id;
+
 /// Application id of Scribe on networked nodes (PAST uses `0x0100`).
 pub const SCRIBE_APP: AppId = 0x0200;
 
