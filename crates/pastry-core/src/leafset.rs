@@ -163,7 +163,31 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         if v.get(pos).is_some_and(|l| l.handle.id == id) || pos >= self.half {
             return None;
         }
+        if pos == v.len() && !self.wrap && d > self.reach_limit() {
+            return None;
+        }
         Some(pos)
+    }
+
+    /// How far out a short side may take a node in a ring larger than the leaf set: 16 x
+    /// |L|/2 mean gaps between ids, the gap measured over both sides together (one side
+    /// alone can be several times denser than the other by chance). A short side that
+    /// took any node beyond its end "covered" hundreds of nodes it did not know, and keys
+    /// among them looped between it and the routing tables (simulator, 10,000 nodes,
+    /// churn: 500 gaps out). The true next node lies that far out with negligible
+    /// probability.
+    fn reach_limit(&self) -> u128 {
+        let (mut span, mut members) = (0u128, 0u128);
+        for side in [Side::Left, Side::Right] {
+            if let Some(far) = self.side(side).last() {
+                span = span.saturating_add(self.dist(side, far.handle.id));
+                members += self.side(side).len() as u128;
+            }
+        }
+        if members < 2 {
+            return u128::MAX;
+        }
+        (span / members).saturating_mul(16 * self.half as u128)
     }
 
     /// True when inserting `id` would make it a member (it is absent and near enough).
@@ -460,8 +484,11 @@ mod tests {
         assert_eq!(ids_of(ls.side(Side::Right)), vec![1010, 1020]);
         assert!(!ls.covers_ring());
         assert!(!ls.covers(NodeId::from_u128(5000)));
-        // A node beyond the right end still fills the short side.
+        // A node beyond the right end still fills the short side, unless it lies
+        // implausibly far out for the ids' density (gaps of 10 here: 16 x 4 x 10 = 640).
+        assert!(!ls.insert(h(1700), Rtt::UNKNOWN, &mut ev));
         assert!(ls.insert(h(1030), Rtt::UNKNOWN, &mut ev));
+        assert!(ls.insert(h(1600), Rtt::UNKNOWN, &mut ev));
         // With wrapping allowed (the default) the left member fills the right side too.
         let mut small = build(1000, 4, &[990, 980, 970, 960, 1010, 1020]);
         assert!(small.covers_ring());
