@@ -134,6 +134,14 @@ pub struct SimArgs {
     /// topic j mod T [default: 3 per topic].
     #[arg(long = "scribe-messages")]
     pub scribe_messages: Option<u64>,
+    /// Scribe and SplitStream: a parent's heartbeat to an idle child (data stands in for
+    /// it).
+    #[arg(long = "scribe-heartbeat", default_value = "5s", value_parser = parse_duration)]
+    pub scribe_heartbeat: Duration,
+    /// Scribe and SplitStream: a child that hears nothing from its parent this long takes
+    /// it for dead and subscribes again (must exceed `--scribe-heartbeat`).
+    #[arg(long = "scribe-parent-timeout", default_value = "16s", value_parser = parse_duration)]
+    pub scribe_parent_timeout: Duration,
     /// SplitStream workload: every node joins one channel; a source streams blocks.
     #[arg(long)]
     pub splitstream: bool,
@@ -231,6 +239,8 @@ impl SimArgs {
                 messages: self
                     .scribe_messages
                     .unwrap_or(3 * u64::from(self.scribe_topics)),
+                heartbeat: self.scribe_heartbeat,
+                parent_timeout: self.scribe_parent_timeout,
             }),
             splitstream: (self.splitstream
                 || self.splitstream_stripes.is_some()
@@ -241,6 +251,8 @@ impl SimArgs {
                     stripes,
                     capacity: self.splitstream_capacity.unwrap_or(stripes),
                     block_interval: self.splitstream_block_interval,
+                    heartbeat: self.scribe_heartbeat,
+                    parent_timeout: self.scribe_parent_timeout,
                     ..SplitStreamWorkload::default()
                 }
             }),

@@ -14,6 +14,7 @@ fn scribe(topics: u32, max_group: usize, messages: u64) -> ScribeWorkload {
         min_group: 5,
         max_group,
         messages,
+        ..ScribeWorkload::default()
     }
 }
 
