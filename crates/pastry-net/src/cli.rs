@@ -585,9 +585,13 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A payload as one line of text: lossy UTF-8, line breaks and other control characters
-/// escaped (`\\n`, `\\u{1b}`, ...).
+/// A payload as one line of text: lossy UTF-8 without one trailing line break (as `echo`
+/// adds), other line breaks and control characters escaped (`\\n`, `\\u{1b}`, ...).
 pub fn payload_text(payload: &[u8]) -> String {
+    let payload = payload
+        .strip_suffix(b"\r\n")
+        .or_else(|| payload.strip_suffix(b"\n"))
+        .unwrap_or(payload);
     let text = String::from_utf8_lossy(payload);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -671,5 +675,18 @@ pub fn subscribe(args: SubscribeArgs) -> anyhow::Result<ExitCode> {
     match failure {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_print_as_one_line() {
+        assert_eq!(payload_text(b"hello\n"), "hello");
+        assert_eq!(payload_text(b"a\nb\r\n"), "a\\nb");
+        assert_eq!(payload_text(b"tab\there\x1b"), "tab\there\\u{1b}");
+        assert_eq!(payload_text(b"\xff!"), "\u{fffd}!");
     }
 }

@@ -364,6 +364,9 @@ pub fn subscribe(
                     "no data from {host} for {} s: the node or the network is down",
                     STREAM_SILENCE.as_secs()
                 ),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+                    anyhow::anyhow!("{host} ended the subscription stream (the node stopped?)")
+                }
                 _ => anyhow::Error::new(e).context(format!("reading the stream from {host}")),
             })?;
         if n == 0 {

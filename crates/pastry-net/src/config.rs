@@ -280,8 +280,6 @@ pub fn parse_node(origin: &str, text: &str) -> anyhow::Result<NodeConfigs> {
         update_sync_delay: ms(p.update_sync_delay_ms, pd.update_sync_delay),
         ..pd
     };
-    past.validate_with(&cfg)
-        .map_err(|e| anyhow::anyhow!("{origin}: {e} (in [past])"))?;
     let s = file.scribe.unwrap_or_default();
     let sd = pastry_scribe::ScribeConfig::default();
     let scribe = pastry_scribe::ScribeConfig {
@@ -319,6 +317,8 @@ pub fn parse_node(origin: &str, text: &str) -> anyhow::Result<NodeConfigs> {
             cfg.max_payload_bytes
         );
     }
+    past.validate_with(&cfg)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e} (in [past])"))?;
     Ok(NodeConfigs {
         core: cfg,
         net,
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!((p.replicas, p.request_timeout), (3, Duration::from_secs(4)));
         let c = parse_node(
             "my.toml",
-            "[scribe]\nheartbeat_interval_ms = 500\nparent_timeout_ms = 2000",
+            "[scribe]\ntick_interval_ms = 100\nheartbeat_interval_ms = 500\nparent_timeout_ms = 2000",
         )
         .unwrap();
         assert_eq!(c.scribe.heartbeat_interval, Duration::from_millis(500));
