@@ -19,11 +19,11 @@ pub struct Config {
     pub neighborhood_size: usize,
 
     /// How often a ready node sends its leaf set to its left neighbour as a heartbeat.
-    /// Default 20 s (jittered down by up to 10%), FreePastry's: it is about a third of all
+    /// Default 20 s (give or take 10%), FreePastry's: it is about a third of all
     /// control traffic under churn.
     pub heartbeat_interval: Duration,
     /// Silence from the right neighbour after which it is probed. Must exceed
-    /// `heartbeat_interval`. Default 24 s.
+    /// `heartbeat_interval` by more than 10%. Default 24 s.
     pub heartbeat_timeout: Duration,
     /// Probe and per-hop ack timeout for a node whose RTT was never measured. Default 1 s.
     pub probe_timeout_initial: Duration,
@@ -167,8 +167,11 @@ impl Config {
         if self.heartbeat_interval.is_zero() {
             return err("heartbeat_interval", "must be positive");
         }
-        if self.heartbeat_timeout <= self.heartbeat_interval {
-            return err("heartbeat_timeout", "must exceed heartbeat_interval");
+        if self.heartbeat_timeout <= self.heartbeat_interval.mul_f64(1.1) {
+            return err(
+                "heartbeat_timeout",
+                "must exceed heartbeat_interval by more than 10% (its jitter)",
+            );
         }
         if self.probe_timeout_min.is_zero() || self.probe_timeout_min > self.probe_timeout_max {
             return err(

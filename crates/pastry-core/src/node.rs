@@ -1065,6 +1065,12 @@ impl<A: Address> Node<A> {
         d.mul_f64(lo + (1.0 - lo) * self.rng.unit())
     }
 
+    /// `d` give or take `spread` (a fraction): periodic timers average their configured
+    /// period (a period only ever jittered down cost 5-13% more messages than configured).
+    fn around(&mut self, d: Duration, spread: f64) -> Duration {
+        d.mul_f64(1.0 - spread + 2.0 * spread * self.rng.unit())
+    }
+
     fn timeout_for(&self, id: NodeId) -> Duration {
         let c = &self.cfg;
         self.t.rtt(id).timeout(
@@ -1098,7 +1104,7 @@ impl<A: Address> Node<A> {
                         },
                     );
                 }
-                let d = self.jitter(self.cfg.heartbeat_interval, 0.9);
+                let d = self.around(self.cfg.heartbeat_interval, 0.1);
                 self.set_timer(now + d, Timer::Heartbeat);
             }
             Timer::HeartbeatCheck => {
@@ -1124,7 +1130,7 @@ impl<A: Address> Node<A> {
                 }
                 self.rt_maintenance(now);
                 self.repair_leaf_set(now);
-                let d = self.jitter(self.cfg.rt_maintenance_interval, 0.75);
+                let d = self.around(self.cfg.rt_maintenance_interval, 0.25);
                 self.set_timer(now + d, Timer::RtMaintenance);
             }
             Timer::Join(attempt) => self.on_join_timeout(now, attempt),

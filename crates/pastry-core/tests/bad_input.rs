@@ -915,6 +915,14 @@ fn invalid_configs_are_rejected_naming_the_field() {
             },
         ),
         (
+            "heartbeat_timeout",
+            Config {
+                // Within the heartbeat's jitter: a late heartbeat would look like silence.
+                heartbeat_timeout: d().heartbeat_interval.mul_f64(1.05),
+                ..d()
+            },
+        ),
+        (
             "probe_timeout_min",
             Config {
                 probe_timeout_min: Duration::ZERO,
@@ -1038,7 +1046,7 @@ fn invalid_configs_are_rejected_naming_the_field() {
             ..d()
         },
         Config {
-            heartbeat_timeout: d().heartbeat_interval + Duration::from_nanos(1),
+            heartbeat_timeout: d().heartbeat_interval.mul_f64(1.1) + Duration::from_millis(1),
             ..d()
         },
         Config {

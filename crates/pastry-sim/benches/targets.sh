@@ -26,6 +26,7 @@ for s in $(seq 1 "$RUNS"); do
   run paper "$s" --nodes 100000 --lookups 200000
   run churn "$s" --nodes 10000 --lookups 100000 --churn-session 60m --duration 2h
   run failure "$s" --nodes 10000 --lookups 100000 --fail-fraction 0.5 --fail-at 10s --duration 180s
+  run partition "$s" --nodes 10000 --lookups 100000 --partition 20s:40s --cooldown 10m
   if [ "${MILLION:-0}" = 1 ]; then
     run million "$s" --nodes 1000000 --lookups 1000000 --duration 30s --settle 10s --cooldown 10s
   fi
@@ -90,6 +91,13 @@ if rs:
     la = med(rs, lambda r: r['failure']['lookups_correct_after_s'] or 0)
     line("every lookup correct after", f"{la:.1f} s", "reported", True)
     line("checks", "ok" if all(not r['checks']['problems'] for r in rs) else "; ".join(rs[0]['checks']['problems']), "ok", all(not r['checks']['problems'] for r in rs))
+rs = load("partition")
+if rs:
+    print("partition: 10,000 nodes split in two halves for 20 s, then healed")
+    m = [r['partition']['leaf_sets_merged_s'] for r in rs]
+    ok = all(x is not None for x in m)
+    line("leaf sets merged after the heal", f"{statistics.median(m) if ok else 'never'} s", "reported", ok)
+    line("wrong leaf sets at the end", f"{max(r['checks']['leaf_sets_wrong'] for r in rs)}", "0", all(r['checks']['leaf_sets_wrong'] == 0 for r in rs))
 rs = load("million")
 if rs:
     print("million: 1,000,000 nodes joined through the protocol, 1,000,000 lookups")
