@@ -28,8 +28,11 @@
 //! and the full nodes that hold children outside their primary stripe (they can make room
 //! for their primary stripe). A member accepts only when it is not a descendant of the
 //! orphan in that stripe (its root path does not contain the orphan), then adopts it,
-//! joining the stripe's tree as a forwarder if it was not in it. The orphan searches the
-//! group in up to three passes, each started when the previous one fails:
+//! joining the stripe's tree as a forwarder if it was not in it. The orphan searches in
+//! up to three passes, each started when the previous one fails; the first two search that
+//! group, the last the channel's *room group*, whose members are only the nodes with spare
+//! capacity (the paper's spare-capacity group: with capacity = S the forest has about S
+//! free slots in all, which a bounded search of the larger group did not find):
 //! 1. members whose adopting keeps the forest disjoint: with room, and the stripe is their
 //!    primary one, or they are its root, or they already forward in it (no new interior
 //!    (node, stripe) pair); or full, the stripe is their primary one, and they evict a
@@ -177,11 +180,18 @@ pub struct SplitStreamStats {
 struct Layout {
     stripes: Vec<TopicId>,
     spare: TopicId,
+    /// The room group: only the nodes with spare capacity (the paper's spare-capacity
+    /// group), searched by the second and third passes.
+    room: TopicId,
     bits: u32,
     capacity: usize,
 }
 
 impl Layout {
+    /// True for the two groups orphans anycast to.
+    fn is_spare(&self, topic: TopicId) -> bool {
+        topic == self.spare || topic == self.room
+    }
     fn stripe_of(&self, topic: TopicId) -> Option<usize> {
         self.stripes.iter().position(|&s| s == topic)
     }
@@ -280,7 +290,7 @@ impl<A: Address> ScribePolicy<A> for StripePolicy {
         payload: &Bytes,
     ) -> bool {
         let l = &self.layout;
-        if topic != l.spare {
+        if !l.is_spare(topic) {
             return true;
         }
         let Some((stripe, pass, orphan)) = decode_orphan::<A>(payload) else {
@@ -375,6 +385,7 @@ pub struct SplitStream<A: Address> {
     cfg: SplitStreamConfig,
     member: bool,
     spare_member: bool,
+    room_member: bool,
     next_block: u64,
     blocks: BTreeMap<(NodeId, u64), Partial>,
     orphan_searches: BTreeSet<usize>,
@@ -407,9 +418,12 @@ impl<A: Address> SplitStream<A> {
             .collect();
         let mut spare_src = b"splitstream-spare:".to_vec();
         spare_src.extend_from_slice(&channel.to_bytes());
+        let mut room_src = b"splitstream-room:".to_vec();
+        room_src.extend_from_slice(&channel.to_bytes());
         let layout = Layout {
             stripes,
             spare: topic_id_bytes(&spare_src),
+            room: topic_id_bytes(&room_src),
             bits,
             capacity: cfg.capacity,
         };
@@ -432,6 +446,7 @@ impl<A: Address> SplitStream<A> {
             cfg,
             member: false,
             spare_member: false,
+            room_member: false,
             next_block: 0,
             blocks: BTreeMap::new(),
             orphan_searches: BTreeSet::new(),
@@ -591,6 +606,17 @@ impl<A: Address> SplitStream<A> {
             self.spare_member = false;
             self.scribe.unsubscribe(ctx, self.layout.spare);
         }
+        // Only nodes with room: the group the last pass searches. With capacity = S the
+        // whole forest has about S free slots; in the spare group above (which also holds
+        // every full node forwarding outside its primary stripe) a bounded search missed
+        // them (measured: 26 of 10,000 nodes never attached to every stripe).
+        let room = self.member && self.used_capacity() < self.cfg.capacity;
+        if room && !self.room_member {
+            self.room_member = self.scribe.subscribe(ctx, self.layout.room).is_ok();
+        } else if !room && self.room_member {
+            self.room_member = false;
+            self.scribe.unsubscribe(ctx, self.layout.room);
+        }
     }
 
     fn on_scribe_event(&mut self, ctx: &mut AppContext<'_, A>, e: ScribeEvent<A>) {
@@ -624,13 +650,13 @@ impl<A: Address> SplitStream<A> {
                     self.spare_search(ctx, stripe, 0);
                 }
             }
-            ScribeEvent::AnycastSucceeded { topic, id, .. } if topic == self.layout.spare => {
+            ScribeEvent::AnycastSucceeded { topic, id, .. } if self.layout.is_spare(topic) => {
                 // One search per stripe at a time; the next failure may start another.
                 if let Some((stripe, _)) = self.orphan_anycasts.remove(&id) {
                     self.orphan_searches.remove(&stripe);
                 }
             }
-            ScribeEvent::AnycastFailed { topic, id } if topic == self.layout.spare => {
+            ScribeEvent::AnycastFailed { topic, id } if self.layout.is_spare(topic) => {
                 if let Some((stripe, pass)) = self.orphan_anycasts.remove(&id) {
                     let st = self.layout.stripes[stripe];
                     let orphan = self.scribe.parent(st).is_none() && !self.scribe.is_root(st);
@@ -641,7 +667,7 @@ impl<A: Address> SplitStream<A> {
                     }
                 }
             }
-            ScribeEvent::AnycastReceived { topic, payload, .. } if topic == self.layout.spare => {
+            ScribeEvent::AnycastReceived { topic, payload, .. } if self.layout.is_spare(topic) => {
                 if let Some((stripe, _, orphan)) = decode_orphan::<A>(&payload)
                     && let Some(&st) = self.layout.stripes.get(stripe)
                 {
@@ -673,7 +699,12 @@ impl<A: Address> SplitStream<A> {
     /// Anycasts to the spare-capacity group for a parent in `stripe` (search `pass`).
     fn spare_search(&mut self, ctx: &mut AppContext<'_, A>, stripe: usize, pass: u8) {
         let payload = encode_orphan(stripe, pass, ctx.local_handle());
-        match self.scribe.anycast(ctx, self.layout.spare, payload) {
+        let group = if pass + 1 < SPARE_PASSES {
+            self.layout.spare
+        } else {
+            self.layout.room
+        };
+        match self.scribe.anycast(ctx, group, payload) {
             Ok(id) => {
                 self.stats.spare_anycasts += 1;
                 self.orphan_anycasts.insert(id, (stripe, pass));

@@ -7,7 +7,8 @@
 //!   `round(max * r^-1.25)` members, clamped to `[min, max]`, `max` capped at the ring size;
 //!   members are distinct random ready nodes;
 //! - at the start of the settle phase every member subscribes; the settle phase lasts until
-//!   every membership is attached to its tree (bounded by [`ATTACH_BOUND`]);
+//!   every membership is attached to its tree (bounded by [`ATTACH_BOUND`]), then for the
+//!   settle time again;
 //! - under churn a joining node subscribes, once ready, to each topic with probability
 //!   size / ring size (so group sizes stay about constant); members that leave or crash stop
 //!   being members;
@@ -656,6 +657,10 @@ impl Simulation {
             }
         }
         let secs = (self.now - start) as f64 / 1e6;
+        // Then the settle time again, quiet: the last adoptions' evictions and push-downs
+        // finish before measuring.
+        let quiet = self.now + us(self.opts.settle);
+        self.run_until(quiet);
         let Some(g) = self.scribe.as_mut() else {
             return;
         };
