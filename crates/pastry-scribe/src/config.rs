@@ -49,6 +49,12 @@ pub struct ScribeConfig {
     pub max_children_total: usize,
     /// Published messages remembered per topic to suppress duplicates. Default 1024.
     pub dedup_window: usize,
+    /// Recent messages each tree node keeps per topic, so that a child that lost its
+    /// parent gets, from its new parent, those published while it had none (Scribe proper
+    /// is best effort and loses them). 0 turns replay off. Default 64.
+    pub replay_messages: usize,
+    /// Payload bytes of those recent messages per topic, at most. Default 256 KiB.
+    pub replay_bytes: usize,
     /// Publishes awaiting the root's acknowledgement, at most; `publish` fails beyond it.
     /// Default 256.
     pub max_pending_publishes: usize,
@@ -82,6 +88,8 @@ impl Default for ScribeConfig {
             max_children_per_topic: 16,
             max_children_total: 256,
             dedup_window: 1024,
+            replay_messages: 64,
+            replay_bytes: 256 << 10,
             max_pending_publishes: 256,
             max_pending_anycasts: 256,
             max_search_visits: 64,
@@ -145,6 +153,9 @@ impl ScribeConfig {
         }
         if self.dedup_window == 0 || self.dedup_window > 1 << 20 {
             return e("dedup_window must be in 1..=1048576");
+        }
+        if self.replay_messages > 4096 || self.replay_bytes > 64 << 20 {
+            return e("replay_messages must be at most 4096 and replay_bytes at most 64 MiB");
         }
         if self.max_pending_publishes == 0 || self.max_pending_anycasts == 0 {
             return e("max_pending_publishes and max_pending_anycasts must be positive");

@@ -201,6 +201,8 @@ pub struct ScribeStats {
     pub children_timed_out: u64,
     /// Loops found through root paths and broken.
     pub loops_broken: u64,
+    /// Messages sent again to a child that re-attached ([`ScribeMsg::Replay`]).
+    pub replayed: u64,
 }
 
 impl ScribeStats {
@@ -302,6 +304,15 @@ pub(crate) struct TopicState<A> {
     last_seq: u64,
     seen: Seen,
     delivered: u64,
+    /// Recent messages, oldest first, for children that re-attach (bounded by
+    /// `replay_messages` and `replay_bytes`).
+    recent: VecDeque<DataMsg>,
+    recent_bytes: usize,
+    /// The last `after` we asked our parent to replay from (each gap is asked once).
+    replay_asked: Option<u64>,
+    /// The node has been in the tree (had a parent, or was root) before: a re-attachment
+    /// asks for a replay, a first attachment does not (no history for new subscribers).
+    attached_once: bool,
 }
 
 impl<A> TopicState<A> {
@@ -317,6 +328,10 @@ impl<A> TopicState<A> {
             last_seq: 0,
             seen: Seen::default(),
             delivered: 0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            replay_asked: None,
+            attached_once: false,
         }
     }
 
@@ -868,9 +883,53 @@ impl<A: Address> Scribe<A> {
                         .push_back(ScribeEvent::AnycastFailed { topic, id });
                 }
             }
+            ScribeMsg::Replay { topic, after } => self.on_replay(ctx, from, topic, after),
             ScribeMsg::Publish { .. } => {}
         }
         self.finish(ctx);
+    }
+
+    /// A child that re-attached asks for the messages after `after` that we still hold.
+    fn on_replay(
+        &mut self,
+        ctx: &mut AppContext<'_, A>,
+        from: NodeHandle<A>,
+        topic: TopicId,
+        after: u64,
+    ) {
+        let Some(st) = self.topics.get(&topic) else {
+            return;
+        };
+        if st.child_pos(from.id).is_none() {
+            return;
+        }
+        let missed: Vec<DataMsg> = st
+            .recent
+            .iter()
+            .filter(|d| d.seq > after)
+            .cloned()
+            .collect();
+        // We may lack some ourselves: a node that became a forwarder to adopt this child
+        // has no history, and one that was orphaned too missed the same messages. Ask our
+        // own parent, once per gap; what it sends comes down the tree as ordinary data
+        // (duplicates are suppressed below us).
+        let have_next = st.recent.front().is_some_and(|d| d.seq <= after + 1);
+        let ask_up = match st.parent {
+            Some(p) if !have_next && st.replay_asked != Some(after) => Some(p),
+            _ => None,
+        };
+        self.stats.replayed += missed.len() as u64;
+        for d in missed {
+            if let Some(b) = self.encode(&ScribeMsg::Data(d)) {
+                self.send_raw(ctx, from, MsgType::Data, b);
+            }
+        }
+        if let Some(p) = ask_up {
+            if let Some(st) = self.topics.get_mut(&topic) {
+                st.replay_asked = Some(after);
+            }
+            self.send(ctx, p, &ScribeMsg::Replay { topic, after });
+        }
     }
 
     pub(crate) fn on_update(
@@ -1053,6 +1112,7 @@ impl<A: Address> Scribe<A> {
         };
         let was = st.root;
         st.root = true;
+        st.attached_once = true;
         st.pending = None;
         let old = st.parent.take();
         st.path.clear();
@@ -1434,7 +1494,14 @@ impl<A: Address> Scribe<A> {
         st.path = path;
         st.parent_heard = now;
         let subscribed = st.subscribed;
+        // A node that was in the tree before may have missed messages while it had no
+        // parent: ask the new one for what it still holds.
+        let (after, again) = (st.last_seq, st.attached_once);
+        st.attached_once = true;
         self.last_sent.entry(from.id).or_insert(now);
+        if again && self.cfg.replay_messages > 0 {
+            self.send(ctx, from, &ScribeMsg::Replay { topic, after });
+        }
         if subscribed {
             self.events.push_back(ScribeEvent::Subscribed {
                 topic,
@@ -1549,6 +1616,16 @@ impl<A: Address> Scribe<A> {
             return;
         }
         st.last_seq = st.last_seq.max(d.seq);
+        let (max_msgs, max_bytes) = (self.cfg.replay_messages, self.cfg.replay_bytes);
+        if max_msgs > 0 && d.payload.len() <= max_bytes {
+            st.recent.push_back(d.clone());
+            st.recent_bytes += d.payload.len();
+            while st.recent.len() > max_msgs || st.recent_bytes > max_bytes {
+                if let Some(old) = st.recent.pop_front() {
+                    st.recent_bytes -= old.payload.len();
+                }
+            }
+        }
         let kids: Vec<NodeHandle<A>> = st
             .children
             .iter()

@@ -235,6 +235,14 @@ pub enum ScribeMsg<A> {
         /// The origin's anycast number.
         id: u64,
     },
+    /// Direct, child to its new parent: send me again the messages you still hold with a
+    /// sequence number above `after` (I missed them while I had no parent).
+    Replay {
+        /// The topic.
+        topic: TopicId,
+        /// The highest sequence number the child has seen.
+        after: u64,
+    },
 }
 
 /// The type byte of each [`ScribeMsg`] variant.
@@ -267,11 +275,13 @@ pub enum MsgType {
     AnycastAccepted = 12,
     /// [`ScribeMsg::AnycastFailed`].
     AnycastFailed = 13,
+    /// [`ScribeMsg::Replay`].
+    Replay = 14,
 }
 
 impl MsgType {
     /// Every type, in wire order.
-    pub const ALL: [MsgType; 13] = [
+    pub const ALL: [MsgType; 14] = [
         MsgType::Subscribe,
         MsgType::SubscribeAck,
         MsgType::SubscribeFailed,
@@ -285,6 +295,7 @@ impl MsgType {
         MsgType::Anycast,
         MsgType::AnycastAccepted,
         MsgType::AnycastFailed,
+        MsgType::Replay,
     ];
 
     /// Index into per-type counter arrays (type byte - 1).
@@ -320,6 +331,7 @@ impl<A> ScribeMsg<A> {
             ScribeMsg::Anycast { .. } => MsgType::Anycast,
             ScribeMsg::AnycastAccepted { .. } => MsgType::AnycastAccepted,
             ScribeMsg::AnycastFailed { .. } => MsgType::AnycastFailed,
+            ScribeMsg::Replay { .. } => MsgType::Replay,
         }
     }
 }
@@ -429,7 +441,11 @@ pub fn encode<A: Address>(msg: &ScribeMsg<A>) -> Result<Bytes, EncodeError> {
             w.u64(*attempt);
             w.ids("root path", path, MAX_PATH)?;
         }
-        ScribeMsg::SubscribeFailed { topic, attempt } => {
+        ScribeMsg::SubscribeFailed { topic, attempt }
+        | ScribeMsg::Replay {
+            topic,
+            after: attempt,
+        } => {
             w.id(*topic);
             w.u64(*attempt);
         }
@@ -592,6 +608,10 @@ pub fn decode<A: Address>(frame: &[u8]) -> Result<ScribeMsg<A>, WireError> {
         MsgType::AnycastFailed => ScribeMsg::AnycastFailed {
             topic: r.id()?,
             id: r.u64()?,
+        },
+        MsgType::Replay => ScribeMsg::Replay {
+            topic: r.id()?,
+            after: r.u64()?,
         },
         MsgType::Data => ScribeMsg::Data(DataMsg {
             topic: r.id()?,
