@@ -140,10 +140,12 @@ fn survivors_get_fifteen_of_sixteen_stripes_again_after_a_25_percent_failure() {
     assert_eq!(s.all_stripes_pct, 100.0, "before the failure");
     let f = s.failure.as_ref().expect("failure report");
     assert_eq!(f.survivors, 150);
-    // The failure did cut stripes, and the forest recovered within the run.
-    assert!(f.min_ge_s1_pct < 99.0, "{f:?}");
+    // The failure cuts stripes, but re-attached nodes get the blocks they missed from
+    // their new parents (Scribe's replay), so no block misses more than one stripe at
+    // more than 1% of the survivors, and the forest recovers within the run.
+    assert!(f.min_ge_s1_pct >= 99.0, "{f:?}");
     let rec = f.recovery_s.expect("recovered");
-    assert!(rec > 0.0 && rec < 80.0, "{f:?}");
+    assert!(rec < 80.0, "{f:?}");
     assert!(f.after_recovery_min_ge_s1_pct >= 99.0, "{f:?}");
     assert!(f.last_block_ge_s1_pct >= 99.0, "{f:?}");
 }
