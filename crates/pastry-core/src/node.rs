@@ -1870,13 +1870,19 @@ impl<A: Address> Node<A> {
     /// set "covered the ring", and routes looped between it and the routing table (found
     /// by the simulator: 10,000 nodes, churn, seed 1).
     fn sync_wrap(&mut self, now: Instant) {
+        // Every routing-table entry is a distinct known node: more than |L| of them settle
+        // it without the membership scan below (the common case, on every table change).
+        let half = self.t.leaf_set.half();
+        if !self.t.leaf_set.wrap() && self.t.routing_table.len() > 2 * half {
+            return;
+        }
         let outside = self
             .t
             .routing_table
             .entries()
             .filter(|e| !self.t.leaf_set.contains(e.handle.id))
             .count();
-        let wrap = self.t.leaf_set.len() + outside <= 2 * self.t.leaf_set.half();
+        let wrap = self.t.leaf_set.len() + outside <= 2 * half;
         if wrap == self.t.leaf_set.wrap() {
             return;
         }
