@@ -72,6 +72,8 @@ pub struct JoinReport {
     pub mean_join_ms: f64,
     /// Messages sent during the build, heartbeats excluded, per completed join.
     pub messages_per_join: f64,
+    /// Messages sent during the build by kind, heartbeats included.
+    pub by_kind: BTreeMap<String, u64>,
 }
 
 /// Lookups: delivery, correctness, hops and relative delay penalty.
@@ -103,6 +105,9 @@ pub struct LookupReport {
     pub hops_pct: Vec<f64>,
     /// Relative delay penalty: overlay latency / direct latency (origin to root).
     pub rdp: Rdp,
+    /// Mean one-way latency, ms, of the i-th hop of lookup routes (index 0: the first
+    /// hop), over every hop sent while measuring: where a route's delay goes.
+    pub hop_latency_ms: Vec<f64>,
 }
 
 /// Relative delay penalty summary, over lookups that took at least one hop.
@@ -324,6 +329,13 @@ impl fmt::Display for Report {
              {:.3} ({} lookups)",
             l.rdp.mean, l.rdp.p50, l.rdp.p95, l.rdp.ratio_of_means, l.rdp.samples
         )?;
+        if !l.hop_latency_ms.is_empty() {
+            write!(f, "  per hop  ")?;
+            for (i, ms) in l.hop_latency_ms.iter().enumerate() {
+                write!(f, "{} {}: {ms:.1} ms", if i == 0 { "" } else { "," }, i + 1)?;
+            }
+            writeln!(f)?;
+        }
         writeln!(
             f,
             "  traffic   control {:.3} msgs/s and {:.1} bytes/s per node, lookups {:.3} msgs/s \
