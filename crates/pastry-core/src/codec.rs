@@ -58,7 +58,7 @@ use crate::{Address, NodeHandle, NodeId};
 pub const MAGIC: [u8; 2] = *b"PY";
 /// The wire format version this codec writes and accepts.
 /// Version 2: `RowReply` carries the sender's RTT to each entry.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Length of the frame header: magic, version, type, body length.
 pub const HEADER_LEN: usize = 8;
 /// Largest frame, header included.
@@ -388,7 +388,7 @@ fn body_len<A: Address>(body: &Body<A>) -> usize {
         Body::LeafSetUpdate {
             leaf_set, failed, ..
         } => 1 + handles_len(leaf_set) + ids_len(failed),
-        Body::RowRequest { .. } => 1,
+        Body::RowRequest { .. } => 1 + 4,
         Body::RowReply {
             entries, rtt_us, ..
         } => 1 + handles_len(entries) + 4 * rtt_us.len(),
@@ -494,7 +494,10 @@ fn put_body<A: Address>(out: &mut Vec<u8>, body: &Body<A>) {
             put_handles(out, leaf_set);
             put_ids(out, failed);
         }
-        Body::RowRequest { row } => out.push(*row),
+        Body::RowRequest { row, rtt_us } => {
+            out.push(*row);
+            out.extend_from_slice(&rtt_us.to_be_bytes());
+        }
         Body::RowReply {
             row,
             entries,
@@ -710,7 +713,10 @@ fn read_body<A: Address>(kind: MessageKind, r: &mut Reader<'_>) -> Result<Body<A
                 failed,
             }
         }
-        MessageKind::RowRequest => Body::RowRequest { row: r.u8()? },
+        MessageKind::RowRequest => Body::RowRequest {
+            row: r.u8()?,
+            rtt_us: r.u32()?,
+        },
         MessageKind::RowReply => {
             let row = r.u8()?;
             let entries = read_handles(r)?;
@@ -813,7 +819,11 @@ mod tests {
                 leaf_set: vec![h(5)],
                 failed: vec![id(6)],
             }),
-            msg(Body::RowRequest { row: 2 }),
+            msg(Body::RowRequest { row: 2, rtt_us: 0 }),
+            msg(Body::RowRequest {
+                row: 1,
+                rtt_us: 2345,
+            }),
             msg(Body::RowReply {
                 row: 2,
                 entries: vec![h(7), h(8)],
@@ -864,7 +874,7 @@ mod tests {
                 hop_id: 0x0102_0304_0506_0708,
             },
         };
-        let mut want = b"PY\x02\x02\x00\x00\x00\x18".to_vec();
+        let mut want = b"PY\x03\x02\x00\x00\x00\x18".to_vec();
         want.extend_from_slice(&[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
         want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(enc(&m), want);
@@ -875,11 +885,23 @@ mod tests {
                 leaf_set: vec![NodeHandle::new(NodeId::MAX, 0xaabb_ccdd)],
             },
         };
-        let mut want = b"PY\x02\x0b\x00\x00\x00\x26".to_vec();
+        let mut want = b"PY\x03\x0b\x00\x00\x00\x26".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 1]);
         want.extend_from_slice(&[0xff; 16]);
         want.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        assert_eq!(enc(&m), want);
+
+        let m: Message<u32> = Message {
+            sender: NodeId::ZERO,
+            body: Body::RowRequest {
+                row: 3,
+                rtt_us: 0x0102_0304,
+            },
+        };
+        let mut want = b"PY\x03\x08\x00\x00\x00\x15".to_vec();
+        want.extend_from_slice(&[0; 16]);
+        want.extend_from_slice(&[3, 1, 2, 3, 4]);
         assert_eq!(enc(&m), want);
     }
 
@@ -911,7 +933,7 @@ mod tests {
 
     #[test]
     fn unsupported_version() {
-        for v in [0, 1, 3, 255] {
+        for v in [0, 1, 2, 4, 255] {
             let mut f = enc(&samples()[2]);
             f[2] = v;
             assert_eq!(decode::<u32>(&f), Err(DecodeError::UnsupportedVersion(v)));
@@ -1363,7 +1385,7 @@ mod tests {
                     failed
                 }
             ),
-            any::<u8>().prop_map(|row| Body::RowRequest { row }),
+            (any::<u8>(), any::<u32>()).prop_map(|(row, rtt_us)| Body::RowRequest { row, rtt_us }),
             (any::<u8>(), hs(), any::<u32>()).prop_map(|(row, entries, seed)| {
                 let rtt_us = (0..entries.len() as u32)
                     .map(|i| seed.wrapping_mul(i + 1))

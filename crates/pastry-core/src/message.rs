@@ -78,6 +78,10 @@ pub enum Body<A> {
     RowRequest {
         /// The row index.
         row: u8,
+        /// When not 0, the RTT in µs the sender measured to the receiver: the request then
+        /// also does what an [`Body::Announce`] does (a node that just joined asks some of
+        /// the nodes it announces itself to for rows; one message instead of two).
+        rtt_us: u32,
     },
     /// One row of the sender's routing table.
     RowReply {

@@ -971,8 +971,11 @@ impl<A: Address> Node<A> {
                 }
                 self.consider_leaves(now, &leaf_set);
             }
-            Body::RowRequest { row } => {
+            Body::RowRequest { row, rtt_us } => {
                 self.heard_from(now, sender, true);
+                if rtt_us != 0 {
+                    self.announced(sender, rtt_us);
+                }
                 let (entries, rtt_us) = self
                     .t
                     .routing_table
@@ -1000,10 +1003,7 @@ impl<A: Address> Node<A> {
             }
             Body::Announce { rtt_us } => {
                 self.heard_from(now, sender, true);
-                self.t
-                    .routing_table
-                    .insert(sender, Rtt::from_sample(rtt_us));
-                self.t.neighborhood.insert(sender, rtt_us);
+                self.announced(sender, rtt_us);
             }
             Body::Leave { leaf_set } => {
                 self.remove_node(now, sender.id, false, 0, &[]);
@@ -1571,6 +1571,15 @@ impl<A: Address> Node<A> {
         }
     }
 
+    /// A node that just joined told us the RTT it measured to us: consider it for the
+    /// routing table and the neighbourhood set without a probe of our own.
+    fn announced(&mut self, sender: NodeHandle<A>, rtt_us: u32) {
+        self.t
+            .routing_table
+            .insert(sender, Rtt::from_sample(rtt_us));
+        self.t.neighborhood.insert(sender, rtt_us);
+    }
+
     fn record_rtt(&mut self, now: Instant, h: NodeHandle<A>, us: u32) {
         self.t.leaf_set.record_rtt(h.id, us);
         if self.t.routing_table.find(h.id).is_some() {
@@ -2086,7 +2095,13 @@ impl<A: Address> Node<A> {
         }
         self.last_fill = now;
         let row = self.t.me.id.shared_prefix_len(key, self.cfg.b);
-        self.send(to.addr, Body::RowRequest { row: row as u8 });
+        self.send(
+            to.addr,
+            Body::RowRequest {
+                row: row as u8,
+                rtt_us: 0,
+            },
+        );
     }
 
     /// Lazy repair of a hole in `row`: ask another member of the row, else of the next row.
@@ -2099,7 +2114,13 @@ impl<A: Address> Node<A> {
         let target = pick(&self.t.routing_table, row, &mut self.rng)
             .or_else(|| pick(&self.t.routing_table, row + 1, &mut self.rng));
         if let Some(t) = target {
-            self.send(t.addr, Body::RowRequest { row: row as u8 });
+            self.send(
+                t.addr,
+                Body::RowRequest {
+                    row: row as u8,
+                    rtt_us: 0,
+                },
+            );
         }
     }
 
@@ -2290,26 +2311,29 @@ impl<A: Address> Node<A> {
         self.state = NodeState::Ready;
         self.ready_at = now;
         self.events.push_back(Event::Ready);
+        // The paper's announcement of the new node's state, cut to the nodes it is most
+        // likely to matter to: the nearest ones, whose table slots we may now fill better.
+        // Each learns the RTT we measured, so it needs no probe of its own.
+        let mut announce: Vec<(u32, NodeHandle<A>)> = Vec::new();
         if self.cfg.announce {
-            // The paper's announcement of the new node's state, cut to the nodes it is most
-            // likely to matter to: the nearest ones, whose table slots we may now fill
-            // better. Each learns the RTT we measured, so it needs no probe of its own.
-            let mut near: Vec<(u32, NodeHandle<A>)> = self
+            let mut near: BTreeMap<NodeId, (u32, NodeHandle<A>)> = BTreeMap::new();
+            for e in self
                 .t
                 .routing_table
                 .entries()
                 .chain(self.t.neighborhood.entries())
                 .filter(|e| e.rtt.is_known())
-                .map(|e| (e.rtt.srtt_us, e.handle))
-                .collect();
-            near.sort_by_key(|(rtt, h)| (*rtt, h.id));
-            near.dedup_by_key(|(_, h)| h.id);
-            for (rtt_us, h) in near.into_iter().take(self.cfg.announce_max) {
-                self.send(h.addr, Body::Announce { rtt_us });
+            {
+                let v = near.entry(e.handle.id).or_insert((e.rtt.srtt_us, e.handle));
+                v.0 = v.0.min(e.rtt.srtt_us);
             }
+            announce = near.into_values().collect();
+            announce.sort_by_key(|(rtt, h)| (*rtt, h.id));
+            announce.truncate(self.cfg.announce_max);
         }
         // Second phase of the join (the paper's "nearby node discovery"): ask the nearest
-        // member of each row for its row, and probe the candidates that may be nearer.
+        // member of each row for its row, and probe the candidates that may be nearer. A
+        // member also due an announcement gets it in the request.
         for row in 0..self.t.routing_table.rows() {
             let mut members: Vec<(u32, NodeHandle<A>)> = self
                 .t
@@ -2322,8 +2346,21 @@ impl<A: Address> Node<A> {
             members.sort_by_key(|&(rtt, h)| (rtt, h.id));
             let ask = if row < 3 { 3 } else { 1 };
             for (_, h) in members.into_iter().take(ask) {
-                self.send(h.addr, Body::RowRequest { row: row as u8 });
+                let rtt_us = announce
+                    .iter()
+                    .position(|(_, a)| a.id == h.id)
+                    .map_or(0, |i| announce.remove(i).0);
+                self.send(
+                    h.addr,
+                    Body::RowRequest {
+                        row: row as u8,
+                        rtt_us,
+                    },
+                );
             }
+        }
+        for (rtt_us, h) in announce {
+            self.send(h.addr, Body::Announce { rtt_us });
         }
         self.track_right(now);
         let hb = self.jitter(self.cfg.heartbeat_interval, 0.0);
@@ -2634,6 +2671,41 @@ mod tests {
     }
 
     #[test]
+    fn a_row_request_with_an_rtt_announces_its_sender() {
+        let mut n = small_world();
+        let h = |v: u128, addr: u32| NodeHandle::new(NodeId::from_u128(v << 112), addr);
+        let ask = |n: &mut Node<u32>, from: NodeHandle<u32>, rtt_us: u32| {
+            let msg = Message {
+                sender: from.id,
+                body: Body::RowRequest { row: 0, rtt_us },
+            };
+            n.handle_message(Instant::from_micros(1000), from.addr, msg);
+            sent(n)
+        };
+        // Without an RTT it is a plain request: answered, the sender not taken.
+        let plain = h(0x3000, 30);
+        let out = ask(&mut n, plain, 0);
+        assert!(
+            out.iter()
+                .any(|(to, b)| *to == 30 && matches!(b, Body::RowReply { .. }))
+        );
+        assert!(n.t.routing_table.find(plain.id).is_none());
+        // With one, the sender enters the table with that RTT, as after an Announce.
+        let joined = h(0x4000, 40);
+        let out = ask(&mut n, joined, 7_000);
+        assert!(
+            out.iter()
+                .any(|(to, b)| *to == 40 && matches!(b, Body::RowReply { .. }))
+        );
+        let e =
+            n.t.routing_table
+                .find(joined.id)
+                .expect("announced by its request");
+        assert_eq!(e.rtt.srtt_us, 7_000);
+        assert!(!out.iter().any(|(_, b)| matches!(b, Body::Probe { .. })));
+    }
+
+    #[test]
     fn a_rare_case_route_asks_the_next_hop_for_the_missing_row() {
         let mut n = small_world();
         let x = NodeHandle::new(NodeId::from_u128(0x9abc << 112), 9u32);
@@ -2647,7 +2719,7 @@ mod tests {
         };
         let row_requests = |out: &[(u32, Body<u32>)]| {
             out.iter()
-                .filter(|(to, b)| *to == 9 && matches!(b, Body::RowRequest { row: 0 }))
+                .filter(|(to, b)| *to == 9 && matches!(b, Body::RowRequest { row: 0, .. }))
                 .count()
         };
         assert_eq!(row_requests(&route(&mut n, 2_000_000, key(1))), 1);
@@ -2682,7 +2754,7 @@ mod tests {
         n.rt_maintenance(Instant::from_micros(1000));
         let out = sent(&mut n);
         assert_eq!(out.len(), 1);
-        assert!(matches!(out[0].1, Body::RowRequest { row: 1 }));
+        assert!(matches!(out[0].1, Body::RowRequest { row: 1, .. }));
         assert_eq!(out[0].0 & 0xf0ff, 0x5000, "asked a row-1 member");
     }
 

@@ -216,6 +216,7 @@ impl World {
             },
             MessageKind::RowRequest => Body::RowRequest {
                 row: pick(rng, &[0u8, 1, 2, 31, 32, 127, 128, 255]),
+                rtt_us: pick(rng, &[0u32, 1, 30_000, u32::MAX]),
             },
             MessageKind::RowReply => {
                 let entries = self.handles(rng);
@@ -588,7 +589,7 @@ fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
             leaf_set: vec![],
             failed: vec![],
         },
-        Body::RowRequest { row: 0 },
+        Body::RowRequest { row: 0, rtt_us: 0 },
         Body::RowReply {
             row: 0,
             entries: vec![],
