@@ -12,8 +12,8 @@ cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-1}
 OUT=${OUT:-target/sim-bench}
 mkdir -p "$OUT"
-cargo build --release -p pastry-sim --example sim >&2
-SIM=target/release/examples/sim
+cargo build --profile sim -p pastry-sim --example sim >&2
+SIM=target/sim/examples/sim
 
 run() { # name seed flags...
   local name=$1 seed=$2; shift 2
