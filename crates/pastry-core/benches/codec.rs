@@ -44,7 +44,7 @@ fn handle<A: Sample>(i: u32) -> NodeHandle<A> {
 fn route_app_1k<A: Sample>() -> Message<A> {
     Message {
         sender: id(1),
-        body: Body::Route(RouteMsg {
+        body: Body::Route(Box::new(RouteMsg {
             hop_id: 0x0123_4567_89ab_cdef,
             key: id(99),
             origin: handle(2),
@@ -56,7 +56,7 @@ fn route_app_1k<A: Sample>() -> Message<A> {
                 app: 7,
                 data: Bytes::from(vec![0xa5; 1024]),
             },
-        }),
+        })),
     }
 }
 

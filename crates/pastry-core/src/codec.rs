@@ -671,7 +671,7 @@ fn read_route<A: Address>(r: &mut Reader<'_>) -> Result<RouteMsg<A>, DecodeError
 
 fn read_body<A: Address>(kind: MessageKind, r: &mut Reader<'_>) -> Result<Body<A>, DecodeError> {
     Ok(match kind {
-        MessageKind::Route => Body::Route(read_route(r)?),
+        MessageKind::Route => Body::Route(Box::new(read_route(r)?)),
         MessageKind::RouteAck => Body::RouteAck { hop_id: r.u64()? },
         MessageKind::Direct => {
             let app = r.u16()?;
@@ -787,14 +787,14 @@ mod tests {
             payload,
         };
         vec![
-            msg(Body::Route(route(RoutePayload::App {
+            msg(Body::Route(Box::new(route(RoutePayload::App {
                 app: 5,
                 data: Bytes::from_static(b"hi"),
-            }))),
-            msg(Body::Route(route(RoutePayload::Join {
+            })))),
+            msg(Body::Route(Box::new(route(RoutePayload::Join {
                 joiner: h(9),
                 rows: vec![h(2), h(3)],
-            }))),
+            })))),
             msg(Body::RouteAck { hop_id: u64::MAX }),
             msg(Body::Direct {
                 app: 1,
@@ -1169,7 +1169,7 @@ mod tests {
     #[test]
     fn path_bound() {
         let route = |path: Vec<NodeId>| {
-            msg(Body::Route(RouteMsg {
+            msg(Body::Route(Box::new(RouteMsg {
                 hop_id: 0,
                 key: id(0),
                 origin: h(0),
@@ -1181,7 +1181,7 @@ mod tests {
                     app: 0,
                     data: Bytes::new(),
                 },
-            }))
+            })))
         };
         let m = route(vec![id(3); MAX_PATH]);
         let mut f = enc(&m);
@@ -1360,7 +1360,7 @@ mod tests {
     {
         let hs = || arb_handles(addr.clone());
         prop_oneof![
-            arb_route(addr.clone()).prop_map(Body::Route),
+            arb_route(addr.clone()).prop_map(|m| Body::Route(Box::new(m))),
             any::<u64>().prop_map(|hop_id| Body::RouteAck { hop_id }),
             (any::<u16>(), arb_data()).prop_map(|(app, data)| Body::Direct { app, data }),
             (hs(), hs()).prop_map(|(leaf_set, rows)| Body::JoinReply { leaf_set, rows }),

@@ -24,8 +24,9 @@ pub struct Message<A> {
 /// The message types. The wire type byte is [`Body::kind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body<A> {
-    /// A message routed by key, one hop of it.
-    Route(RouteMsg<A>),
+    /// A message routed by key, one hop of it. Boxed: it is three times the size of any
+    /// other body, and every message in a simulator's queue would pay for it.
+    Route(Box<RouteMsg<A>>),
     /// Acknowledges receipt of the [`Body::Route`] hop with this `hop_id`.
     RouteAck {
         /// The `hop_id` of the acknowledged hop.

@@ -912,7 +912,7 @@ impl<A: Address> Node<A> {
         }
         let sender = NodeHandle::new(msg.sender, from);
         match msg.body {
-            Body::Route(m) => self.on_route(now, sender, m),
+            Body::Route(m) => self.on_route(now, sender, *m),
             Body::RouteAck { hop_id } => self.on_route_ack(now, sender, hop_id),
             Body::Direct { app, data } => {
                 self.heard_from(now, sender, true);
@@ -1378,7 +1378,7 @@ impl<A: Address> Node<A> {
             );
             self.set_timer(deadline, Timer::Ack(hop_id));
         }
-        self.send(to.addr, Body::Route(m));
+        self.send(to.addr, Body::Route(Box::new(m)));
     }
 
     fn on_route_ack(&mut self, now: Instant, sender: NodeHandle<A>, hop_id: u64) {
@@ -2238,7 +2238,7 @@ impl<A: Address> Node<A> {
                 rows: Vec::new(),
             },
         };
-        self.send(to, Body::Route(msg));
+        self.send(to, Body::Route(Box::new(msg)));
         self.set_timer(now + self.cfg.join_timeout, Timer::Join(attempt));
     }
 

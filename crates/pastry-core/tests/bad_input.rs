@@ -184,7 +184,7 @@ impl World {
             &self.kinds
         };
         let body = match pick(rng, kinds) {
-            MessageKind::Route => Body::Route(self.route(rng)),
+            MessageKind::Route => Body::Route(Box::new(self.route(rng))),
             // Hop ids are a counter: an authenticated peer can always ack a hop it never
             // forwards (and lose the message), as can any faulty next hop. Forged acks use
             // ids a node never issued, to test the check rather than that.
@@ -552,7 +552,7 @@ fn garbage_from_unknown_senders_never_misroutes() {
 /// One of each message kind, well formed, as `sender` would send it.
 fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
     let bodies = vec![
-        Body::Route(RouteMsg {
+        Body::Route(Box::new(RouteMsg {
             hop_id: 5,
             key,
             origin: sender,
@@ -564,7 +564,7 @@ fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
                 app: 0,
                 data: Bytes::from_static(b"self"),
             },
-        }),
+        })),
         Body::RouteAck { hop_id: 1 },
         Body::Direct {
             app: 0,
@@ -717,7 +717,7 @@ fn oversized_payloads_are_refused_and_dropped() {
         let before = m.nodes[b as usize].stats().clone();
         let msg = Message {
             sender: m.id(a),
-            body: Body::Route(RouteMsg {
+            body: Body::Route(Box::new(RouteMsg {
                 hop_id: 0,
                 key,
                 origin: m.nodes[a as usize].handle(),
@@ -729,7 +729,7 @@ fn oversized_payloads_are_refused_and_dropped() {
                     app: 0,
                     data: big.clone(),
                 },
-            }),
+            })),
         };
         let now = m.now();
         m.nodes[b as usize].handle_message(now, a, msg);
