@@ -1301,6 +1301,7 @@ impl Driver {
                     ("past_cache_entries", p.cache_entries),
                     ("past_inserts_succeeded", p.inserts_succeeded),
                     ("past_inserts_failed", p.inserts_failed),
+                    ("past_insert_retries", p.insert_retries),
                     ("past_lookups_succeeded", p.lookups_succeeded),
                     ("past_lookups_failed", p.lookups_failed),
                     (

@@ -49,8 +49,13 @@ pub struct PastConfig {
     /// A client request (insert, lookup, handles, fetch) is retried after this long without
     /// an answer. Default 6 s.
     pub request_timeout: Duration,
-    /// Retries of a client request before it fails with `Timeout`. Default 2.
+    /// Retries of a client request before it fails with `Timeout`. Default 2. An insert
+    /// whose root reports a passing failure (a replica not responsible by its own view,
+    /// `Busy`, a missed acknowledgement) is retried within the same budget.
     pub request_retries: u32,
+    /// Wait before the first retry of such an insert, doubled for each further one.
+    /// Default 500 ms.
+    pub retry_backoff: Duration,
     /// How long the root of an insert waits for the replica nodes' acknowledgements.
     /// Default 3 s.
     pub replicate_timeout: Duration,
@@ -95,6 +100,7 @@ impl Default for PastConfig {
             cache_path_nodes: 2,
             request_timeout: Duration::from_secs(6),
             request_retries: 2,
+            retry_backoff: Duration::from_millis(500),
             replicate_timeout: Duration::from_secs(3),
             diversion_timeout: Duration::from_millis(800),
             max_pending_requests: 1024,
@@ -190,6 +196,7 @@ impl PastConfig {
         }
         for (field, d) in [
             ("request_timeout", self.request_timeout),
+            ("retry_backoff", self.retry_backoff),
             ("replicate_timeout", self.replicate_timeout),
             ("diversion_timeout", self.diversion_timeout),
             ("sync_interval", self.sync_interval),

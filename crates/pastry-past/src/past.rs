@@ -45,6 +45,8 @@ const T_CLIENT: u64 = 1;
 const T_ROOT: u64 = 2;
 const T_DIVERT: u64 = 3;
 const T_SYNC: u64 = 4;
+/// Resend a client request after a backoff (an insert the root could not complete).
+const T_RESEND: u64 = 5;
 const ID_MASK: u64 = (1 << 48) - 1;
 
 /// A replica node accepts a `Replicate` when it is among the k + this many closest nodes
@@ -126,6 +128,8 @@ pub struct PastStats {
     pub inserts_succeeded: u64,
     /// Client inserts that failed.
     pub inserts_failed: u64,
+    /// Client inserts tried again after a passing failure at the root.
+    pub insert_retries: u64,
     /// Client lookups and fetches that found the object.
     pub lookups_succeeded: u64,
     /// Client lookups and fetches that failed.
@@ -1454,6 +1458,18 @@ impl<A: Address> Past<A> {
                 self.send_op(ctx, request, &op);
                 self.requests.insert(request, op);
             }
+            // The root's view of the replica set and a replica's disagreed (leaf sets in
+            // flux), or the root was overloaded or missed an acknowledgement: these pass,
+            // so the insert is tried again after a backoff, within the request's retries.
+            Some(InsertFailure::NotResponsible | InsertFailure::Busy | InsertFailure::Timeout)
+                if op.attempt < self.cfg.request_retries =>
+            {
+                op.attempt += 1;
+                self.stats.insert_retries += 1;
+                let backoff = self.cfg.retry_backoff * (1 << (op.attempt - 1).min(10));
+                ctx.set_timer(backoff, token(T_RESEND, op.attempt, request));
+                self.requests.insert(request, op);
+            }
             Some(reason) => {
                 self.stats.inserts_failed += 1;
                 ctx.notify(Box::new(PastEvent::<A>::InsertFailed {
@@ -2111,6 +2127,14 @@ impl<A: Address> Application<A> for Past<A> {
         let id = token & ID_MASK;
         match kind {
             T_CLIENT => self.client_timer(ctx, attempt, id),
+            T_RESEND => {
+                if let Some(op) = self.requests.remove(&id) {
+                    if op.attempt & 0xff == attempt {
+                        self.send_op(ctx, id, &op);
+                    }
+                    self.requests.insert(id, op);
+                }
+            }
             T_ROOT => self.finish_root(ctx, id, Some(InsertFailure::Timeout)),
             T_DIVERT
                 if self

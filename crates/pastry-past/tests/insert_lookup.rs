@@ -205,3 +205,39 @@ fn lookup_handles_then_fetch_from_each_holder() {
         }
     });
 }
+
+#[test]
+fn an_insert_whose_replica_crashed_unnoticed_is_retried_until_it_succeeds() {
+    for_seeds(|seed| {
+        let cfg = PastConfig {
+            request_retries: 6,
+            ..PastConfig::default()
+        };
+        let mut m = ring(seed, 16, &cfg)?;
+        let data = content(seed, 2000);
+        let key = pastry_past::content_key(&data);
+        // A replica node (not the root) crashes just before the put: until its neighbours
+        // notice, the root's replica set names it and the root's wait for it times out.
+        let set = k_closest(&m, key, 5);
+        m.crash(set[2]);
+        let from = *m
+            .live()
+            .iter()
+            .find(|i| !set.contains(i))
+            .expect("a client");
+        let (_, ev) = insert(&mut m, from, data, None, secs(90));
+        match ev {
+            PastEvent::Inserted { holders, .. } => {
+                let mut got: Vec<_> = holders.iter().map(|h| h.id).collect();
+                let mut want: Vec<_> = k_closest(&m, key, 5).into_iter().map(|i| m.id(i)).collect();
+                got.sort();
+                want.sort();
+                ensure(got == want, || format!("holders {got:?}, want {want:?}"))?;
+            }
+            e => return Err(format!("insert: {e:?}")),
+        }
+        ensure(total(&mut m, |s| s.insert_retries) >= 1, || {
+            "no retry".into()
+        })
+    });
+}
