@@ -3,124 +3,19 @@
 //! and its keys are delivered by the new root), a restart with the same data directory
 //! (same id, back in the leaf sets), and the command's clear errors on bad input.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use pastry_core::NodeId;
 use pastry_net::client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pastry");
+mod common;
+use common::*;
 
 /// Fast failure detection so the test does not wait out the default 7 s heartbeats.
 const FAST: &str = "heartbeat_interval_ms = 500\nheartbeat_timeout_ms = 800\n\
 probe_timeout_initial_ms = 300\nprobe_timeout_min_ms = 100\nprobe_timeout_max_ms = 500\n\
 join_timeout_ms = 1000\n";
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let p = std::env::temp_dir().join(format!("pastry-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A `pastry node` process, killed when dropped.
-struct NodeProc {
-    child: Child,
-    http: String,
-    id: String,
-    addr: String,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path, config: &Path, bootstrap: Option<&str>) -> NodeProc {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["node", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
-    }
-    let mut child = cmd.spawn().expect("spawn pastry node");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut http, mut id, mut addr) = (None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.is_none() || id.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("pastry node printed its addresses");
-        if let Some(u) = line.strip_prefix("admin ") {
-            http = Some(u.to_string());
-        } else if let Some(rest) = line.strip_prefix("node ") {
-            let mut w = rest.split_whitespace();
-            if let (Some(i), Some("listening"), Some("on"), Some(a)) =
-                (w.next(), w.next(), w.next(), w.next())
-            {
-                id = Some(i.to_string());
-                addr = Some(a.to_string());
-            }
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    NodeProc {
-        child,
-        http: http.unwrap(),
-        id: id.unwrap(),
-        addr: addr.unwrap(),
-    }
-}
-
-/// Polls `cond` until it holds or `secs` pass (then panics with `what`).
-fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out: {what}"
-        );
-        std::thread::yield_now();
-        std::thread::sleep(Duration::from_millis(50)); // polling interval, not synchronisation
-    }
-    start.elapsed()
-}
 
 fn closest(ids: &[String], key: NodeId) -> String {
     ids.iter()

@@ -8,8 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -19,7 +18,8 @@ use pastry_core::NodeId;
 use pastry_net::client;
 use pastry_net::{StreamLine, TopicView};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pastry");
+mod common;
+use common::*;
 
 /// Fast failure detection and Scribe repair, so the test does not wait out the defaults.
 /// b = 1 and |L| = 4 make routes in a 10-node ring take several hops, so trees have
@@ -36,107 +36,6 @@ max_payload_bytes = 4096\n";
 const NODES: usize = 10;
 const SUBSCRIBERS: usize = 5;
 const BATCH: usize = 100;
-
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let p = std::env::temp_dir().join(format!("pastry-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A `pastry node` process, killed (SIGKILL) when dropped.
-struct NodeProc {
-    child: Child,
-    http: String,
-    id: String,
-    addr: String,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path, config: &Path, bootstrap: Option<&str>) -> NodeProc {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["node", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
-    }
-    let mut child = cmd.spawn().expect("spawn pastry node");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut http, mut id, mut addr) = (None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.is_none() || id.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("pastry node printed its addresses");
-        if let Some(u) = line.strip_prefix("admin ") {
-            http = Some(u.to_string());
-        } else if let Some(rest) = line.strip_prefix("node ") {
-            let mut w = rest.split_whitespace();
-            if let (Some(i), Some("listening"), Some("on"), Some(a)) =
-                (w.next(), w.next(), w.next(), w.next())
-            {
-                id = Some(i.to_string());
-                addr = Some(a.to_string());
-            }
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    NodeProc {
-        child,
-        http: http.unwrap(),
-        id: id.unwrap(),
-        addr: addr.unwrap(),
-    }
-}
-
-/// Polls `cond` until it holds or `secs` pass (then panics with `what`).
-fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50)); // polling interval, not synchronisation
-    }
-    start.elapsed()
-}
 
 /// Every node ready, each leaf set exactly the `half` nearest ids on each side.
 fn leaf_sets_exact(nodes: &[&NodeProc], half: usize) -> bool {
