@@ -51,6 +51,10 @@ macro_rules! view {
 /// The timer token of Scribe's maintenance tick.
 pub(crate) const TICK_TOKEN: u64 = 0x5c_0001;
 
+/// Topics a node keeps, at most, only to hold publications that reached it as root before
+/// any tree (see `TopicState::held_until`); publications beyond are dropped as before.
+const MAX_HELD_TOPICS: usize = 16;
+
 /// What Scribe tells the host, through `AppContext::notify`. Hosts downcast
 /// `pastry_core::Event::Application`'s value to `ScribeEvent<A>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +267,14 @@ pub(crate) struct Child<A> {
     heard: Instant,
 }
 
+/// A subscription being placed: who, which attempt, and how far it knows the numbering.
+#[derive(Clone, Copy)]
+struct Sub<A> {
+    subscriber: NodeHandle<A>,
+    attempt: u64,
+    last_seq: u64,
+}
+
 struct Pending {
     attempt: u64,
     deadline: Instant,
@@ -302,6 +314,11 @@ pub(crate) struct TopicState<A> {
     parent_heard: Instant,
     pending: Option<Pending>,
     last_seq: u64,
+    /// Highest sequence number we know the topic reached, received or not (from our
+    /// parent's acknowledgement, subscriptions we take, and, at the root, children's replay
+    /// requests): a node that becomes root numbers on from here, not from what it happened
+    /// to receive, so that a re-attaching node's replay (by sequence number) finds it.
+    known_seq: u64,
     seen: Seen,
     delivered: u64,
     /// Recent messages, oldest first, for children that re-attach (bounded by
@@ -310,9 +327,18 @@ pub(crate) struct TopicState<A> {
     recent_bytes: usize,
     /// The last `after` we asked our parent to replay from (each gap is asked once).
     replay_asked: Option<u64>,
+    /// A child asked us for messages after this that we lack while we had no parent to
+    /// ask (a node that just became a forwarder to adopt it, or one re-subscribing itself):
+    /// the lowest such `after`, asked of the next parent that adopts us.
+    replay_owed: Option<u64>,
     /// The node has been in the tree (had a parent, or was root) before: a re-attachment
     /// asks for a replay, a first attachment does not (no history for new subscribers).
     attached_once: bool,
+    /// Set on a root that got publications with no tree at all (its predecessor failed and
+    /// the orphans have not found it yet): it keeps them, and the topic, until then for
+    /// replay to the orphans, and numbers them anew once a subscriber tells it how far the
+    /// numbering went. Cleared when it acknowledges a child (its numbering is out then).
+    held_until: Option<Instant>,
 }
 
 impl<A> TopicState<A> {
@@ -326,12 +352,15 @@ impl<A> TopicState<A> {
             parent_heard: now,
             pending: None,
             last_seq: 0,
+            known_seq: 0,
             seen: Seen::default(),
             delivered: 0,
             recent: VecDeque::new(),
             recent_bytes: 0,
             replay_asked: None,
+            replay_owed: None,
             attached_once: false,
+            held_until: None,
         }
     }
 
@@ -719,8 +748,9 @@ impl<A: Address> Scribe<A> {
                 topic,
                 subscriber,
                 attempt,
+                last_seq,
                 search,
-            }) => self.deliver_subscribe(ctx, topic, subscriber, attempt, search),
+            }) => self.deliver_subscribe(ctx, topic, subscriber, attempt, last_seq, search),
             Some(ScribeMsg::Publish {
                 topic,
                 publisher,
@@ -755,8 +785,16 @@ impl<A: Address> Scribe<A> {
                 topic,
                 subscriber,
                 attempt,
+                last_seq,
                 search,
-            }) => self.forward_subscribe(ctx, f.data, topic, subscriber, attempt, search),
+            }) => {
+                let sub = Sub {
+                    subscriber,
+                    attempt,
+                    last_seq,
+                };
+                self.forward_subscribe(ctx, f.data, topic, sub, search)
+            }
             Some(ScribeMsg::Anycast {
                 topic,
                 origin,
@@ -794,20 +832,27 @@ impl<A: Address> Scribe<A> {
                 topic,
                 subscriber,
                 attempt,
+                last_seq,
                 mut search,
             } => {
+                let sub = Sub {
+                    subscriber,
+                    attempt,
+                    last_seq,
+                };
                 if self.topics.contains_key(&topic) && subscriber.id != ctx.local_handle().id {
-                    self.take_subscriber(ctx, topic, subscriber, attempt, search, false);
+                    self.take_subscriber(ctx, topic, sub, search, false);
                 } else {
                     push_visited(&mut search, ctx.local_handle().id);
-                    self.subscribe_search_next(ctx, topic, subscriber, attempt, search);
+                    self.subscribe_search_next(ctx, topic, sub, search);
                 }
             }
             ScribeMsg::SubscribeAck {
                 topic,
                 attempt: _,
+                last_seq,
                 path,
-            } => self.on_ack(ctx, from, topic, path),
+            } => self.on_ack(ctx, from, topic, last_seq, path),
             ScribeMsg::SubscribeFailed { topic, attempt } => {
                 if let Some(st) = self.topics.get_mut(&topic)
                     && let Some(p) = &mut st.pending
@@ -897,11 +942,18 @@ impl<A: Address> Scribe<A> {
         topic: TopicId,
         after: u64,
     ) {
-        let Some(st) = self.topics.get(&topic) else {
+        let Some(st) = self.topics.get_mut(&topic) else {
             return;
         };
         if st.child_pos(from.id).is_none() {
             return;
+        }
+        if st.root {
+            // The child numbers messages as its former root did: a root that took over
+            // without that history (it joined closer to the topic, or was not in the tree
+            // when the old root failed) continues from there, so that messages it numbers
+            // are newer than `after` for every child and reach them by replay too.
+            st.known_seq = st.known_seq.max(after);
         }
         let missed: Vec<DataMsg> = st
             .recent
@@ -916,6 +968,11 @@ impl<A: Address> Scribe<A> {
         let have_next = st.recent.front().is_some_and(|d| d.seq <= after + 1);
         let ask_up = match st.parent {
             Some(p) if !have_next && st.replay_asked != Some(after) => Some(p),
+            None if !have_next && !st.root => {
+                // Not attached ourselves yet: ask the parent that adopts us.
+                st.replay_owed = Some(st.replay_owed.map_or(after, |o| o.min(after)));
+                None
+            }
             _ => None,
         };
         self.stats.replayed += missed.len() as u64;
@@ -1081,10 +1138,12 @@ impl<A: Address> Scribe<A> {
             deadline,
             tries,
         });
+        let last_seq = st.last_seq.max(st.known_seq);
         let msg = ScribeMsg::Subscribe {
             topic,
             subscriber: ctx.local_handle(),
             attempt,
+            last_seq,
             search: Search::default(),
         };
         self.route(ctx, topic, &msg);
@@ -1176,12 +1235,18 @@ impl<A: Address> Scribe<A> {
         attempt: u64,
     ) {
         let path = self.child_path(ctx.local_handle().id, topic);
+        let Some(st) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        st.held_until = None;
+        let last_seq = st.last_seq.max(st.known_seq);
         self.send(
             ctx,
             child,
             &ScribeMsg::SubscribeAck {
                 topic,
                 attempt,
+                last_seq,
                 path,
             },
         );
@@ -1243,7 +1308,8 @@ impl<A: Address> Scribe<A> {
         let Some(st) = self.topics.get(&topic) else {
             return;
         };
-        if st.subscribed || !st.children.is_empty() {
+        if st.subscribed || !st.children.is_empty() || st.held_until.is_some_and(|t| ctx.now() < t)
+        {
             return;
         }
         let parent = st.parent;
@@ -1264,16 +1330,20 @@ impl<A: Address> Scribe<A> {
         ctx: &mut AppContext<'_, A>,
         data: &mut Bytes,
         topic: TopicId,
-        subscriber: NodeHandle<A>,
-        attempt: u64,
+        sub: Sub<A>,
         search: Search<A>,
     ) -> ForwardAction {
         let me = ctx.local_handle();
+        let Sub {
+            subscriber,
+            attempt,
+            last_seq,
+        } = sub;
         if subscriber.id == me.id || !search.visited.is_empty() || !search.to_visit.is_empty() {
             return ForwardAction::Continue;
         }
         if self.topics.contains_key(&topic) {
-            return if self.take_subscriber(ctx, topic, subscriber, attempt, search, true) {
+            return if self.take_subscriber(ctx, topic, sub, search, true) {
                 ForwardAction::Consumed
             } else {
                 ForwardAction::Continue
@@ -1292,7 +1362,9 @@ impl<A: Address> Scribe<A> {
         if admission != Admission::Accept {
             return ForwardAction::Continue;
         }
-        self.topics.insert(topic, TopicState::new(ctx.now()));
+        let mut st = TopicState::new(ctx.now());
+        st.known_seq = last_seq;
+        self.topics.insert(topic, st);
         self.add_child(ctx, topic, subscriber, attempt);
         let own = self.fresh_id();
         let deadline = ctx.now() + backoff(&self.cfg, 0);
@@ -1307,6 +1379,7 @@ impl<A: Address> Scribe<A> {
             topic,
             subscriber: me,
             attempt: own,
+            last_seq,
             search: Search::default(),
         };
         match self.encode(&msg) {
@@ -1325,6 +1398,7 @@ impl<A: Address> Scribe<A> {
         topic: TopicId,
         subscriber: NodeHandle<A>,
         attempt: u64,
+        last_seq: u64,
         search: Search<A>,
     ) {
         let me = ctx.local_handle();
@@ -1347,12 +1421,20 @@ impl<A: Address> Scribe<A> {
                 }
                 let mut st = TopicState::new(ctx.now());
                 st.root = true;
+                // In the tree from now on: should the root move on, we ask the next one
+                // for what we miss, and so tell it how far the numbering went.
+                st.attached_once = true;
                 self.topics.insert(topic, st);
             }
             Some(st) if !st.root => self.become_root(ctx, topic),
             Some(_) => {}
         }
-        self.take_subscriber(ctx, topic, subscriber, attempt, search, false);
+        let sub = Sub {
+            subscriber,
+            attempt,
+            last_seq,
+        };
+        self.take_subscriber(ctx, topic, sub, search, false);
         self.maybe_prune(ctx, topic);
     }
 
@@ -1363,15 +1445,28 @@ impl<A: Address> Scribe<A> {
         &mut self,
         ctx: &mut AppContext<'_, A>,
         topic: TopicId,
-        subscriber: NodeHandle<A>,
-        attempt: u64,
+        sub: Sub<A>,
         mut search: Search<A>,
         routed: bool,
     ) -> bool {
         let me = ctx.local_handle();
-        let Some(st) = self.topics.get(&topic) else {
+        let Sub {
+            subscriber,
+            attempt,
+            last_seq,
+        } = sub;
+        let Some(st) = self.topics.get_mut(&topic) else {
             return false;
         };
+        if st.held_until.is_some() && last_seq > st.known_seq {
+            // Messages held with no tree, sent to nobody yet: number them after what the
+            // subscriber saw, so that orphans of the previous root get them by replay.
+            for (i, d) in st.recent.iter_mut().enumerate() {
+                d.seq = last_seq + 1 + i as u64;
+            }
+            st.last_seq = last_seq + st.recent.len() as u64;
+        }
+        st.known_seq = st.known_seq.max(last_seq);
         if st.child_pos(subscriber.id).is_some() {
             self.add_child(ctx, topic, subscriber, attempt);
             return true;
@@ -1415,7 +1510,7 @@ impl<A: Address> Scribe<A> {
             self.policy.search_order(&view, topic, true, &mut self.rng)
         };
         merge_search(&mut search, front, back, subscriber.id);
-        self.subscribe_search_next(ctx, topic, subscriber, attempt, search);
+        self.subscribe_search_next(ctx, topic, sub, search);
         true
     }
 
@@ -1423,16 +1518,21 @@ impl<A: Address> Scribe<A> {
         &mut self,
         ctx: &mut AppContext<'_, A>,
         topic: TopicId,
-        subscriber: NodeHandle<A>,
-        attempt: u64,
+        sub: Sub<A>,
         mut search: Search<A>,
     ) {
+        let Sub {
+            subscriber,
+            attempt,
+            last_seq,
+        } = sub;
         match next_in_search(&mut search, subscriber.id, self.cfg.max_search_visits) {
             Some(next) => {
                 let msg = ScribeMsg::Subscribe {
                     topic,
                     subscriber,
                     attempt,
+                    last_seq,
                     search,
                 };
                 self.send(ctx, next, &msg);
@@ -1450,6 +1550,7 @@ impl<A: Address> Scribe<A> {
         ctx: &mut AppContext<'_, A>,
         from: NodeHandle<A>,
         topic: TopicId,
+        last_seq: u64,
         path: Vec<NodeId>,
     ) {
         let me = ctx.local_handle().id;
@@ -1467,6 +1568,7 @@ impl<A: Address> Scribe<A> {
         if st.parent.is_some_and(|p| p.id == from.id) {
             st.parent_heard = now;
             st.pending = None;
+            st.known_seq = st.known_seq.max(last_seq);
             if st.path != path && !path.contains(&me) {
                 st.path = path;
                 self.push_paths(ctx, topic);
@@ -1496,10 +1598,23 @@ impl<A: Address> Scribe<A> {
         let subscribed = st.subscribed;
         // A node that was in the tree before may have missed messages while it had no
         // parent: ask the new one for what it still holds.
-        let (after, again) = (st.last_seq, st.attached_once);
+        let own = st.attached_once.then_some(st.last_seq);
+        let after = match (own, st.replay_owed.take()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        st.known_seq = st.known_seq.max(last_seq);
+        if !st.attached_once {
+            // A first attachment: our history starts where the parent's numbering stands
+            // (no replay of older messages should we re-attach later).
+            st.last_seq = st.last_seq.max(last_seq);
+        }
         st.attached_once = true;
+        st.replay_asked = after;
         self.last_sent.entry(from.id).or_insert(now);
-        if again && self.cfg.replay_messages > 0 {
+        if let Some(after) = after
+            && self.cfg.replay_messages > 0
+        {
             self.send(ctx, from, &ScribeMsg::Replay { topic, after });
         }
         if subscribed {
@@ -1560,12 +1675,42 @@ impl<A: Address> Scribe<A> {
         }
         let Some(st) = self.topics.get(&topic) else {
             self.stats.publishes_without_members += 1;
+            // Nobody subscribed, or the root failed and its orphans have not found us yet:
+            // for the latter, keep the message for replay (for `child_timeout`, longer than
+            // an orphan takes to notice its loss and re-attach).
+            let held = self
+                .topics
+                .values()
+                .filter(|t| t.held_until.is_some())
+                .count();
+            if self.cfg.replay_messages > 0
+                && held < MAX_HELD_TOPICS
+                && self.topics.len() < self.cfg.max_topics
+            {
+                let mut st = TopicState::new(ctx.now());
+                st.root = true;
+                st.attached_once = true;
+                st.held_until = Some(ctx.now() + self.cfg.child_timeout);
+                self.topics.insert(topic, st);
+                let d = DataMsg {
+                    topic,
+                    seq: 1,
+                    publisher: publisher.id,
+                    id,
+                    payload,
+                };
+                self.disseminate(ctx, d, None);
+            }
             return;
         };
         if !st.root {
             self.become_root(ctx, topic);
         }
-        let seq = self.topics.get(&topic).map_or(0, |s| s.last_seq) + 1;
+        let seq = self
+            .topics
+            .get(&topic)
+            .map_or(0, |s| s.last_seq.max(s.known_seq))
+            + 1;
         let d = DataMsg {
             topic,
             seq,

@@ -31,7 +31,7 @@ use crate::TopicId;
 /// The two bytes every Scribe frame starts with.
 pub const MAGIC: [u8; 2] = *b"SC";
 /// The wire version this crate writes and accepts.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the frame header (magic, version, type).
 pub const HEADER_LEN: usize = 4;
 /// Most ids in a root path ([`ScribeMsg::SubscribeAck::path`], heartbeats).
@@ -148,6 +148,9 @@ pub enum ScribeMsg<A> {
         subscriber: NodeHandle<A>,
         /// The subscriber's attempt number (echoed in the answer).
         attempt: u64,
+        /// The highest sequence number the subscriber knows the topic reached (0: none),
+        /// so that a root without the topic's history numbers on from it.
+        last_seq: u64,
         /// The push-down search so far (empty while routed).
         search: Search<A>,
     },
@@ -157,6 +160,9 @@ pub enum ScribeMsg<A> {
         topic: TopicId,
         /// The attempt answered (0 for an adoption the child did not ask this node for).
         attempt: u64,
+        /// The highest sequence number the sender knows the topic reached: where the
+        /// child's history starts, and where it goes on numbering should it become root.
+        last_seq: u64,
         /// The child's ancestors, root first, the sender last.
         path: Vec<NodeId>,
     },
@@ -425,20 +431,24 @@ pub fn encode<A: Address>(msg: &ScribeMsg<A>) -> Result<Bytes, EncodeError> {
             topic,
             subscriber,
             attempt,
+            last_seq,
             search,
         } => {
             w.id(*topic);
             w.handle(subscriber);
             w.u64(*attempt);
+            w.u64(*last_seq);
             w.search(search)?;
         }
         ScribeMsg::SubscribeAck {
             topic,
             attempt,
+            last_seq,
             path,
         } => {
             w.id(*topic);
             w.u64(*attempt);
+            w.u64(*last_seq);
             w.ids("root path", path, MAX_PATH)?;
         }
         ScribeMsg::SubscribeFailed { topic, attempt }
@@ -571,11 +581,13 @@ pub fn decode<A: Address>(frame: &[u8]) -> Result<ScribeMsg<A>, WireError> {
             topic: r.id()?,
             subscriber: r.handle()?,
             attempt: r.u64()?,
+            last_seq: r.u64()?,
             search: r.search()?,
         },
         MsgType::SubscribeAck => ScribeMsg::SubscribeAck {
             topic: r.id()?,
             attempt: r.u64()?,
+            last_seq: r.u64()?,
             path: r.ids("root path", MAX_PATH)?,
         },
         MsgType::SubscribeFailed => ScribeMsg::SubscribeFailed {
@@ -655,9 +667,13 @@ mod tests {
             decode::<u32>(b"SC\x09\x01"),
             Err(WireError::UnsupportedVersion(9))
         );
-        assert_eq!(decode::<u32>(b"SC\x01\x00"), Err(WireError::UnknownType(0)));
         assert_eq!(
-            decode::<u32>(b"SC\x01\x63"),
+            decode::<u32>(b"SC\x01\x01"),
+            Err(WireError::UnsupportedVersion(1))
+        );
+        assert_eq!(decode::<u32>(b"SC\x02\x00"), Err(WireError::UnknownType(0)));
+        assert_eq!(
+            decode::<u32>(b"SC\x02\x63"),
             Err(WireError::UnknownType(0x63))
         );
     }
@@ -672,12 +688,12 @@ mod tests {
         b.push(0);
         assert_eq!(decode::<u32>(&b), Err(WireError::TrailingBytes));
         // A count of 65535 topics with no bytes behind it.
-        let bad = [b'S', b'C', 1, MsgType::Refresh as u8, 0xff, 0xff];
+        let bad = [b'S', b'C', VERSION, MsgType::Refresh as u8, 0xff, 0xff];
         assert!(matches!(
             decode::<u32>(&bad),
             Err(WireError::TooLong { .. })
         ));
-        let bad = [b'S', b'C', 1, MsgType::Refresh as u8, 0x00, 0x05];
+        let bad = [b'S', b'C', VERSION, MsgType::Refresh as u8, 0x00, 0x05];
         assert_eq!(decode::<u32>(&bad), Err(WireError::Truncated));
     }
 
@@ -686,6 +702,7 @@ mod tests {
         let m: ScribeMsg<u32> = ScribeMsg::SubscribeAck {
             topic: NodeId::ZERO,
             attempt: 1,
+            last_seq: 0,
             path: vec![NodeId::ZERO; MAX_PATH + 1],
         };
         assert!(encode(&m).is_err());

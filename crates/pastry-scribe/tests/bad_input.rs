@@ -80,20 +80,24 @@ fn search() -> impl Strategy<Value = Search<u32>> {
 
 fn msg() -> impl Strategy<Value = ScribeMsg<u32>> {
     prop_oneof![
-        (id(), handle_s(), any::<u64>(), search()).prop_map(
-            |(topic, subscriber, attempt, search)| {
+        (id(), handle_s(), any::<u64>(), any::<u64>(), search()).prop_map(
+            |(topic, subscriber, attempt, last_seq, search)| {
                 ScribeMsg::Subscribe {
                     topic,
                     subscriber,
                     attempt,
+                    last_seq,
                     search,
                 }
             }
         ),
-        (id(), any::<u64>(), ids(10)).prop_map(|(topic, attempt, path)| ScribeMsg::SubscribeAck {
-            topic,
-            attempt,
-            path
+        (id(), any::<u64>(), any::<u64>(), ids(10)).prop_map(|(topic, attempt, last_seq, path)| {
+            ScribeMsg::SubscribeAck {
+                topic,
+                attempt,
+                last_seq,
+                path,
+            }
         }),
         (id(), any::<u64>())
             .prop_map(|(topic, attempt)| ScribeMsg::SubscribeFailed { topic, attempt }),
