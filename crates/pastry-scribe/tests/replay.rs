@@ -33,6 +33,27 @@ fn seqs_of(
         .collect()
 }
 
+/// Subscribes `members` one after another, then lets the tree settle.
+fn subscribe_all(m: &mut pastry_core::mesh::Mesh, topic: TopicId, members: &BTreeSet<u32>) {
+    for &i in members {
+        subscribe(m, i, topic);
+        m.run_for(ms(20));
+    }
+    m.run_for(secs(5));
+}
+
+/// An id just farther from `topic` than `root`, on the other side of it: the node that
+/// takes over the topic when the root fails.
+fn next_closest(topic: TopicId, root: NodeId) -> NodeId {
+    let (t, r) = (topic.as_u128(), root.as_u128());
+    let d = t.wrapping_sub(r).min(r.wrapping_sub(t));
+    if r.wrapping_sub(t) == d {
+        NodeId::from_u128(t.wrapping_sub(d + 1))
+    } else {
+        NodeId::from_u128(t.wrapping_add(d + 1))
+    }
+}
+
 /// A small group on a larger ring: its tree is sparse, so an orphan's new route to the root
 /// often meets a node outside the tree first, which becomes a forwarder to adopt it and has
 /// neither the missed messages nor, yet, a parent to ask. It must ask once it has one.
@@ -50,11 +71,7 @@ fn an_orphan_adopted_by_a_new_forwarder_still_gets_what_it_missed() {
                 .into_iter()
                 .filter(|&i| i != root && (i * 7 + k) % 13 == 0)
                 .collect();
-            for &i in &members {
-                subscribe(&mut m, i, topic);
-                m.run_for(ms(20));
-            }
-            m.run_for(secs(5));
+            subscribe_all(&mut m, topic, &members);
             check_tree(&mut m, topic, &members)?;
             // A forwarder (not a member, not the root) with a member below it crashes.
             let in_tree: Vec<u32> = m
@@ -117,11 +134,7 @@ fn numbering_continues_when_the_root_moves_to_a_joining_node() {
         let old_root = m.closest_live(topic).ok_or("no root")?;
         // The root is not a member: it became root when the first subscription reached it.
         let members: BTreeSet<u32> = (0..40).filter(|&i| i != old_root).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         let p = *members.iter().next().ok_or("no member")?;
         let first = publish(&mut m, p, topic, b"one");
         m.run_for(secs(2));
@@ -156,23 +169,13 @@ fn numbering_continues_when_a_later_subscriber_takes_over_a_crashed_root() {
         let topic = topic_id(&format!("renumber-crash-{seed}"));
         let root = m.closest_live(topic).ok_or("no root")?;
         let mut members: BTreeSet<u32> = (0..50).filter(|&i| i != root && i % 2 == 0).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         let p = *members.iter().next().ok_or("no member")?;
         let first = publish(&mut m, p, topic, b"one");
         m.run_for(secs(2));
         check_exactly_once(&m, topic, &members, m.id(p), &[first])?;
         // The heir: on the other side of the topic, just farther than the root.
-        let (t, r) = (topic.as_u128(), m.id(root).as_u128());
-        let d = t.wrapping_sub(r).min(r.wrapping_sub(t));
-        let heir_id = if r.wrapping_sub(t) == d {
-            NodeId::from_u128(t.wrapping_sub(d + 1))
-        } else {
-            NodeId::from_u128(t.wrapping_add(d + 1))
-        };
+        let heir_id = next_closest(topic, m.id(root));
         let heir = m.add_node_with_id(heir_id);
         register_scribe_on(&mut m, heir, &ScribeConfig::default());
         m.join(heir, p);
@@ -210,19 +213,9 @@ fn a_publication_reaching_a_new_root_before_its_tree_is_kept_for_the_orphans() {
         let topic = topic_id(&format!("held-{seed}"));
         let root = m.closest_live(topic).ok_or("no root")?;
         let mut members: BTreeSet<u32> = (0..50).filter(|&i| i != root && i % 3 == 0).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         // The heir joins after the tree formed and never subscribes.
-        let (t, r) = (topic.as_u128(), m.id(root).as_u128());
-        let d = t.wrapping_sub(r).min(r.wrapping_sub(t));
-        let heir_id = if r.wrapping_sub(t) == d {
-            NodeId::from_u128(t.wrapping_sub(d + 1))
-        } else {
-            NodeId::from_u128(t.wrapping_add(d + 1))
-        };
+        let heir_id = next_closest(topic, m.id(root));
         let p = *members.iter().next().ok_or("no member")?;
         let heir = m.add_node_with_id(heir_id);
         register_scribe_on(&mut m, heir, &ScribeConfig::default());
