@@ -77,11 +77,7 @@ fn anycast_reaches_one_member_and_a_refusal_moves_it_on() {
         }
         let topic = topic_id(&format!("any-{seed}"));
         let members: BTreeSet<u32> = (0..50).filter(|i| i % 5 == 1).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         let origin = 0;
         let a = anycast(&mut m, origin, topic);
         m.run_for(secs(3));

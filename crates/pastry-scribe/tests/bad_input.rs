@@ -20,11 +20,7 @@ fn garbled_messages_are_dropped_and_counted() {
         register_scribe(&mut m, &pastry_scribe::ScribeConfig::default());
         let topic = topic_id(&format!("bad-{seed}"));
         let members: BTreeSet<u32> = (1..30).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         let garbage: [&[u8]; 5] = [
             b"",
             b"SC",

@@ -56,11 +56,7 @@ fn unsubscribing_prunes_the_tree() {
         register_scribe(&mut m, &ScribeConfig::default());
         let topic = topic_id(&format!("prune-{seed}"));
         let all: BTreeSet<u32> = (1..50).collect();
-        for &i in &all {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &all);
         check_tree(&mut m, topic, &all)?;
         // Half leave; they must not get later messages, and nodes that only forwarded for
         // them must leave the tree.
@@ -104,11 +100,8 @@ fn child_limit_is_respected_by_pushing_children_down() {
         register_scribe(&mut m, &cfg);
         let topic = topic_id(&format!("limit-{seed}"));
         let members: BTreeSet<u32> = (1..60).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(10));
+        subscribe_all(&mut m, topic, &members);
+        m.run_for(secs(5));
         let (depth, stress) = check_tree(&mut m, topic, &members)?;
         ensure(stress <= 3, || {
             format!("a node has {stress} children, limit 3")

@@ -16,11 +16,7 @@ fn subtree_of_a_crashed_interior_node_reattaches() {
         register_scribe(&mut m, &ScribeConfig::default());
         let topic = topic_id(&format!("repair-{seed}"));
         let mut members: BTreeSet<u32> = (1..60).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         check_tree(&mut m, topic, &members)?;
         // The interior non-root member with the most children crashes.
         let root = m.closest_live(topic).ok_or("no root")?;
@@ -70,11 +66,7 @@ fn next_closest_node_takes_over_a_crashed_root() {
         register_scribe(&mut m, &ScribeConfig::default());
         let topic = topic_id(&format!("root-{seed}"));
         let mut members: BTreeSet<u32> = (0..50).filter(|i| i % 2 == 1).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         check_tree(&mut m, topic, &members)?;
         let root = m.closest_live(topic).ok_or("no root")?;
         ensure(info(&mut m, root, topic).is_some_and(|t| t.is_root), || {
@@ -106,11 +98,7 @@ fn root_moves_to_a_closer_node_that_joins() {
         register_scribe(&mut m, &ScribeConfig::default());
         let topic = topic_id(&format!("move-{seed}"));
         let members: BTreeSet<u32> = (1..40).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         let old_root = m.closest_live(topic).ok_or("no root")?;
         // A node whose id is the topic itself joins: it becomes the root.
         let newcomer = m.add_node_with_id(topic);
@@ -141,11 +129,7 @@ fn messages_published_while_a_subtree_is_orphaned_are_replayed_to_it() {
         register_scribe(&mut m, &ScribeConfig::default());
         let topic = topic_id(&format!("replay-{seed}"));
         let mut members: BTreeSet<u32> = (1..60).collect();
-        for &i in &members {
-            subscribe(&mut m, i, topic);
-            m.run_for(ms(20));
-        }
-        m.run_for(secs(5));
+        subscribe_all(&mut m, topic, &members);
         check_tree(&mut m, topic, &members)?;
         // Every member has seen data before the failure (replay is for re-attaching nodes).
         let before = publish(&mut m, 0, topic, b"before");

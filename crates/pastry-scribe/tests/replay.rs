@@ -11,6 +11,20 @@ use common::*;
 use pastry_core::NodeId;
 use pastry_scribe::{ScribeConfig, ScribeEvent, TopicId, topic_id};
 
+/// Every delivery of message `id` of `publisher` carried sequence number `seq`.
+fn numbered(
+    m: &pastry_core::mesh::Mesh,
+    topic: TopicId,
+    publisher: NodeId,
+    id: u64,
+    seq: u64,
+) -> Result<(), String> {
+    let seqs = seqs_of(m, topic, publisher, id);
+    ensure(seqs == BTreeSet::from([seq]), || {
+        format!("message {id} delivered with sequence numbers {seqs:?}, expected {seq}")
+    })
+}
+
 /// The sequence numbers `members` delivered message `id` of `publisher` under.
 fn seqs_of(
     m: &pastry_core::mesh::Mesh,
@@ -31,15 +45,6 @@ fn seqs_of(
             _ => None,
         })
         .collect()
-}
-
-/// Subscribes `members` one after another, then lets the tree settle.
-fn subscribe_all(m: &mut pastry_core::mesh::Mesh, topic: TopicId, members: &BTreeSet<u32>) {
-    for &i in members {
-        subscribe(m, i, topic);
-        m.run_for(ms(20));
-    }
-    m.run_for(secs(5));
 }
 
 /// An id just farther from `topic` than `root`, on the other side of it: the node that
@@ -150,10 +155,7 @@ fn numbering_continues_when_the_root_moves_to_a_joining_node() {
         let second = publish(&mut m, p, topic, b"two");
         m.run_for(secs(3));
         check_exactly_once(&m, topic, &members, m.id(p), &[second])?;
-        let seqs = seqs_of(&m, topic, m.id(p), second);
-        ensure(seqs == BTreeSet::from([2]), || {
-            format!("second message delivered with sequence numbers {seqs:?}, expected 2")
-        })
+        numbered(&m, topic, m.id(p), second, 2)
     });
 }
 
@@ -195,10 +197,7 @@ fn numbering_continues_when_a_later_subscriber_takes_over_a_crashed_root() {
         m.run_for(secs(40));
         check_tree(&mut m, topic, &members)?;
         check_exactly_once(&m, topic, &members, m.id(p), &[second])?;
-        let seqs = seqs_of(&m, topic, m.id(p), second);
-        ensure(seqs == BTreeSet::from([2]), || {
-            format!("second message delivered with sequence numbers {seqs:?}, expected 2")
-        })
+        numbered(&m, topic, m.id(p), second, 2)
     });
 }
 

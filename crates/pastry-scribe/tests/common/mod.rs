@@ -71,6 +71,15 @@ pub fn subscribe(m: &mut Mesh, i: u32, t: TopicId) {
         .expect("subscribe accepted");
 }
 
+/// Subscribes `members` one after another (20 ms apart), then lets the tree settle 5 s.
+pub fn subscribe_all(m: &mut Mesh, t: TopicId, members: &BTreeSet<u32>) {
+    for &i in members {
+        subscribe(m, i, t);
+        m.run_for(ms(20));
+    }
+    m.run_for(secs(5));
+}
+
 pub fn unsubscribe(m: &mut Mesh, i: u32, t: TopicId) {
     m.with_application(i, APP, |s: &mut Scribe<u32>, ctx| s.unsubscribe(ctx, t))
         .expect("scribe registered");
