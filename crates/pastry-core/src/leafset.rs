@@ -205,7 +205,15 @@ impl<A: Copy + PartialEq> LeafSet<A> {
     ) -> bool {
         let mut added = false;
         let mut pushed: [Option<NodeHandle<A>>; 2] = [None, None];
-        for (side, out) in [Side::Left, Side::Right].into_iter().zip(&mut pushed) {
+        // The side the node is nearer on goes first: a short far side that took it first
+        // would "reach" it and make its own side refuse it (a 35-node ring after graceful
+        // leaves kept a node on the wrong side for a minute).
+        let order = if self.across(Side::Left, handle.id) {
+            [Side::Right, Side::Left]
+        } else {
+            [Side::Left, Side::Right]
+        };
+        for (side, out) in order.into_iter().zip(&mut pushed) {
             if let Some(pos) = self.slot(side, handle.id) {
                 if self.leaves.capacity() == 0 {
                     self.leaves.reserve_exact(2 * self.half);
@@ -499,6 +507,22 @@ mod tests {
         assert_eq!(ids_of(small.side(Side::Left)), vec![990, 980, 970, 960]);
         assert!(!small.covers_ring());
     }
+    #[test]
+    fn a_node_goes_to_the_side_it_is_nearer_on_when_both_are_short() {
+        // A ring of 20 evenly spaced nodes (larger than the leaf set, half = 2), both sides
+        // short: the node two gaps to the right is also within the left side's reach (18
+        // gaps that way; the limit is 16 x 2 mean gaps), but it belongs on the right.
+        let gap = u128::MAX / 20;
+        let mut ls = LeafSet::new(NodeId::ZERO, 2);
+        assert!(ls.set_wrap(false).is_empty());
+        let mut ev = Vec::new();
+        assert!(ls.insert(h(gap), Rtt::UNKNOWN, &mut ev));
+        assert!(ls.insert(h(u128::MAX - gap + 1), Rtt::UNKNOWN, &mut ev));
+        assert!(ls.insert(h(2 * gap), Rtt::UNKNOWN, &mut ev));
+        assert_eq!(ids_of(ls.side(Side::Right)), vec![gap, 2 * gap]);
+        assert_eq!(ids_of(ls.side(Side::Left)), vec![u128::MAX - gap + 1]);
+    }
+
     #[test]
     fn range_and_eviction() {
         let mut ls = build(1000, 2, &[900, 800, 1100, 1200]);
