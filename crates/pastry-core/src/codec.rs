@@ -58,7 +58,7 @@ use crate::{Address, NodeHandle, NodeId};
 pub const MAGIC: [u8; 2] = *b"PY";
 /// The wire format version this codec writes and accepts.
 /// Version 2: `RowReply` carries the sender's RTT to each entry.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Length of the frame header: magic, version, type, body length.
 pub const HEADER_LEN: usize = 8;
 /// Largest frame, header included.
@@ -384,7 +384,7 @@ fn body_len<A: Address>(body: &Body<A>) -> usize {
         Body::Direct { data, .. } => 2 + data_len(data),
         Body::JoinReply { leaf_set, rows } => handles_len(leaf_set) + handles_len(rows),
         Body::Probe { .. } => 8 + 1 + 1,
-        Body::ProbeReply { leaf_set, .. } => 8 + 1 + handles_len(leaf_set),
+        Body::ProbeReply { leaf_set, .. } => 8 + 1 + handles_len(leaf_set) + 4,
         Body::LeafSetUpdate {
             leaf_set, failed, ..
         } => 1 + handles_len(leaf_set) + ids_len(failed),
@@ -480,10 +480,12 @@ fn put_body<A: Address>(out: &mut Vec<u8>, body: &Body<A>) {
             nonce,
             ready,
             leaf_set,
+            room_us,
         } => {
             out.extend_from_slice(&nonce.to_be_bytes());
             put_bool(out, *ready);
             put_handles(out, leaf_set);
+            out.extend_from_slice(&room_us.to_be_bytes());
         }
         Body::LeafSetUpdate {
             heartbeat,
@@ -697,10 +699,12 @@ fn read_body<A: Address>(kind: MessageKind, r: &mut Reader<'_>) -> Result<Body<A
             let nonce = r.u64()?;
             let ready = read_bool(r)?;
             let leaf_set = read_handles(r)?;
+            let room_us = r.u32()?;
             Body::ProbeReply {
                 nonce,
                 ready,
                 leaf_set,
+                room_us,
             }
         }
         MessageKind::LeafSetUpdate => {
@@ -813,6 +817,7 @@ mod tests {
                 nonce: 4,
                 ready: true,
                 leaf_set: vec![h(4)],
+                room_us: 1500,
             }),
             msg(Body::LeafSetUpdate {
                 heartbeat: true,
@@ -874,7 +879,7 @@ mod tests {
                 hop_id: 0x0102_0304_0506_0708,
             },
         };
-        let mut want = b"PY\x03\x02\x00\x00\x00\x18".to_vec();
+        let mut want = b"PY\x04\x02\x00\x00\x00\x18".to_vec();
         want.extend_from_slice(&[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
         want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(enc(&m), want);
@@ -885,7 +890,7 @@ mod tests {
                 leaf_set: vec![NodeHandle::new(NodeId::MAX, 0xaabb_ccdd)],
             },
         };
-        let mut want = b"PY\x03\x0b\x00\x00\x00\x26".to_vec();
+        let mut want = b"PY\x04\x0b\x00\x00\x00\x26".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 1]);
         want.extend_from_slice(&[0xff; 16]);
@@ -899,9 +904,23 @@ mod tests {
                 rtt_us: 0x0102_0304,
             },
         };
-        let mut want = b"PY\x03\x08\x00\x00\x00\x15".to_vec();
+        let mut want = b"PY\x04\x08\x00\x00\x00\x15".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[3, 1, 2, 3, 4]);
+        assert_eq!(enc(&m), want);
+
+        let m: Message<u32> = Message {
+            sender: NodeId::ZERO,
+            body: Body::ProbeReply {
+                nonce: 9,
+                ready: true,
+                leaf_set: vec![],
+                room_us: 0x0a0b_0c0d,
+            },
+        };
+        let mut want = b"PY\x04\x06\x00\x00\x00\x1f".to_vec();
+        want.extend_from_slice(&[0; 16]);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d]);
         assert_eq!(enc(&m), want);
     }
 
@@ -933,7 +952,7 @@ mod tests {
 
     #[test]
     fn unsupported_version() {
-        for v in [0, 1, 2, 4, 255] {
+        for v in [0, 1, 2, 3, 255] {
             let mut f = enc(&samples()[2]);
             f[2] = v;
             assert_eq!(decode::<u32>(&f), Err(DecodeError::UnsupportedVersion(v)));
@@ -1095,6 +1114,7 @@ mod tests {
                 nonce: 0,
                 ready: true,
                 leaf_set: big(),
+                room_us: 0,
             },
             Body::LeafSetUpdate {
                 heartbeat: false,
@@ -1371,13 +1391,14 @@ mod tests {
                     want_leaf_set
                 }
             ),
-            (any::<u64>(), any::<bool>(), hs()).prop_map(|(nonce, ready, leaf_set)| {
-                Body::ProbeReply {
+            (any::<u64>(), any::<bool>(), hs(), any::<u32>()).prop_map(
+                |(nonce, ready, leaf_set, room_us)| Body::ProbeReply {
                     nonce,
                     ready,
                     leaf_set,
+                    room_us,
                 }
-            }),
+            ),
             (any::<bool>(), hs(), vec(arb_id(), 0..12)).prop_map(
                 |(heartbeat, leaf_set, failed)| Body::LeafSetUpdate {
                     heartbeat,

@@ -64,6 +64,11 @@ pub enum Body<A> {
         ready: bool,
         /// The responder's leaf set when asked for, else empty.
         leaf_set: Vec<NodeHandle<A>>,
+        /// An [`Body::Announce`] from the prober with an RTT below this (microseconds)
+        /// would change the responder's routing table or neighbourhood set: `u32::MAX`
+        /// when there is room, 0 when nothing would change. Spares announcements that
+        /// would be rejected (more than half of them in a 30,000-node build).
+        room_us: u32,
     },
     /// Periodic heartbeat to the left neighbour and failure notices to the leaf set: the
     /// sender's leaf set and the nodes it recently found dead.

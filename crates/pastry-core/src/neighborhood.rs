@@ -22,6 +22,18 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         }
     }
 
+    /// An RTT (microseconds) below which [`NeighborhoodSet::insert`] would take `id` in:
+    /// `u32::MAX` while there is room, 0 when it is a member already.
+    pub fn room_for(&self, id: NodeId) -> u32 {
+        if self.cap == 0 || self.entries.iter().any(|e| e.handle.id == id) {
+            0
+        } else if self.entries.len() < self.cap {
+            u32::MAX
+        } else {
+            self.entries.last().map_or(u32::MAX, |e| e.rtt.srtt_us)
+        }
+    }
+
     /// Offers a node with a measured RTT in microseconds. Returns true if it is now a member.
     pub fn insert(&mut self, handle: NodeHandle<A>, rtt_us: u32) -> bool {
         if self.cap == 0 {

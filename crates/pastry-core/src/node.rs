@@ -269,6 +269,9 @@ struct Join<A> {
     /// worth probing (a joiner's own leaf set fills only as answers come back, so it
     /// would accept nearly anything early on).
     candidates: LeafSet<A>,
+    /// What each node we measured said an announcement must beat (`room_us` of its
+    /// probe reply), for the announcements at the end of the join.
+    rooms: Vec<(NodeId, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -431,6 +434,14 @@ impl<A: Address> Tables<A> {
             .iter()
             .find(|e| e.handle.id == id)
             .map_or(Rtt::UNKNOWN, |e| e.rtt)
+    }
+
+    /// What RTT an announcement from `id` must beat to change the routing table or the
+    /// neighbourhood set (see [`Body::ProbeReply`]).
+    fn announce_room(&self, id: NodeId) -> u32 {
+        self.routing_table
+            .room_for(id)
+            .max(self.neighborhood.room_for(id))
     }
 
     fn is_known(&self, id: NodeId) -> bool {
@@ -720,7 +731,7 @@ impl<A: Address> Node<A> {
             return;
         }
         let now = self.tick(now);
-        self.become_ready(now);
+        self.become_ready(now, Vec::new());
     }
 
     /// Joins the ring through `bootstrap` (tried in turn on timeout). An empty list starts
@@ -736,7 +747,7 @@ impl<A: Address> Node<A> {
             .filter(|a| *a != self.t.me.addr)
             .collect();
         if bootstraps.is_empty() {
-            self.become_ready(now);
+            self.become_ready(now, Vec::new());
             return;
         }
         self.state = NodeState::Joining;
@@ -744,6 +755,7 @@ impl<A: Address> Node<A> {
             bootstraps,
             phase: JoinPhase::AwaitReply { attempt: 0 },
             candidates: LeafSet::new(self.t.me.id, self.cfg.leaf_set_size / 2),
+            rooms: Vec::new(),
         }));
         self.send_join_request(now, 0);
     }
@@ -939,18 +951,23 @@ impl<A: Address> Node<A> {
                     Vec::new()
                 };
                 let ready = self.state == NodeState::Ready;
+                let room_us = self.t.announce_room(sender.id);
                 self.send(
                     sender.addr,
                     Body::ProbeReply {
                         nonce,
                         ready,
                         leaf_set,
+                        room_us,
                     },
                 );
             }
             Body::ProbeReply {
-                nonce, leaf_set, ..
-            } => self.on_probe_reply(now, sender, nonce, leaf_set),
+                nonce,
+                leaf_set,
+                room_us,
+                ..
+            } => self.on_probe_reply(now, sender, nonce, leaf_set, room_us),
             Body::LeafSetUpdate {
                 heartbeat,
                 leaf_set,
@@ -1653,6 +1670,7 @@ impl<A: Address> Node<A> {
         sender: NodeHandle<A>,
         nonce: u64,
         leaf_set: Vec<NodeHandle<A>>,
+        room_us: u32,
     ) {
         let Some(p) = self
             .probes
@@ -1670,11 +1688,17 @@ impl<A: Address> Node<A> {
         if nonce == p.nonce {
             let us = micros(now.saturating_since(p.sent_at)).min(u64::from(u32::MAX)) as u32;
             self.record_rtt(now, sender, us);
-            // Candidates the second phase of our join found are announced to as well.
+            // Candidates the second phase of our join found are announced to as well, when
+            // the announcement would change their tables.
             let fresh = self.state == NodeState::Ready
                 && now.saturating_since(self.ready_at) < Duration::from_secs(60);
-            if fresh && p.flags & P_RT != 0 && self.cfg.announce {
+            if fresh && p.flags & P_RT != 0 && self.cfg.announce && us < room_us {
                 self.send(sender.addr, Body::Announce { rtt_us: us });
+            }
+            if let Some(j) = self.join.as_mut()
+                && j.rooms.len() < JOIN_ROOMS_MAX
+            {
+                j.rooms.push((sender.id, room_us));
             }
         }
         self.heard_from(now, sender, true);
@@ -2302,12 +2326,14 @@ impl<A: Address> Node<A> {
             |j| matches!(&j.phase, JoinPhase::Probing { pending } if pending.is_empty()),
         );
         if done && self.state == NodeState::Joining {
-            self.join = None;
-            self.become_ready(now);
+            let rooms = self.join.take().map(|j| j.rooms).unwrap_or_default();
+            self.become_ready(now, rooms);
         }
     }
 
-    fn become_ready(&mut self, now: Instant) {
+    /// `rooms` says, for nodes measured while joining, what RTT an announcement to them
+    /// must beat to change their tables; the others are announced to regardless.
+    fn become_ready(&mut self, now: Instant, mut rooms: Vec<(NodeId, u32)>) {
         self.state = NodeState::Ready;
         self.ready_at = now;
         self.events.push_back(Event::Ready);
@@ -2359,8 +2385,17 @@ impl<A: Address> Node<A> {
                 );
             }
         }
+        // Of a node measured more than once, the last answer counts.
+        rooms.reverse();
+        rooms.sort_by_key(|&(id, _)| id);
+        rooms.dedup_by_key(|&mut (id, _)| id);
         for (rtt_us, h) in announce {
-            self.send(h.addr, Body::Announce { rtt_us });
+            let room = rooms
+                .binary_search_by_key(&h.id, |&(id, _)| id)
+                .map_or(u32::MAX, |i| rooms[i].1);
+            if rtt_us < room {
+                self.send(h.addr, Body::Announce { rtt_us });
+            }
         }
         self.track_right(now);
         let hb = self.jitter(self.cfg.heartbeat_interval, 0.0);
@@ -2441,6 +2476,8 @@ fn shrink_idle<T>(q: &mut VecDeque<T>) {
 
 /// Routing-table candidates a join request carries at most.
 const JOIN_ROWS_MAX: usize = 512;
+/// Probe answers a joining node keeps for its announcements (it probes about 100).
+const JOIN_ROOMS_MAX: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -2703,6 +2740,126 @@ mod tests {
                 .expect("announced by its request");
         assert_eq!(e.rtt.srtt_us, 7_000);
         assert!(!out.iter().any(|(_, b)| matches!(b, Body::Probe { .. })));
+    }
+
+    #[test]
+    fn a_probe_reply_says_what_an_announcement_must_beat() {
+        let cfg = Config {
+            leaf_set_size: 4,
+            neighborhood_size: 2,
+            ..Config::default()
+        };
+        let mut n = Node::new(Arc::new(cfg), NodeId::from_u128(0x5000 << 112), 1u32, 1);
+        n.start_ring(Instant::ZERO);
+        let h = |v: u128, addr: u32| NodeHandle::new(NodeId::from_u128(v << 112), addr);
+        let room = |n: &mut Node<u32>, from: NodeHandle<u32>| {
+            let msg = Message {
+                sender: from.id,
+                body: Body::Probe {
+                    nonce: 7,
+                    joining: false,
+                    want_leaf_set: false,
+                },
+            };
+            n.handle_message(Instant::from_micros(1000), from.addr, msg);
+            sent(n)
+                .into_iter()
+                .find_map(|(to, b)| match b {
+                    Body::ProbeReply { room_us, .. } if to == from.addr => Some(room_us),
+                    _ => None,
+                })
+                .expect("a probe is answered")
+        };
+        // Slot (0, 1) holds a node 10 ms away; the neighbourhood set is not full yet.
+        n.t.routing_table
+            .insert(h(0x1000, 10), Rtt::from_sample(10_000));
+        assert_eq!(
+            room(&mut n, h(0x1100, 11)),
+            u32::MAX,
+            "the neighbourhood has room"
+        );
+        // Full of nodes 3 and 8 ms away: an announcement must beat the slot's 10 ms.
+        n.t.neighborhood.insert(h(0x2000, 20), 3_000);
+        n.t.neighborhood.insert(h(0x3000, 30), 8_000);
+        assert_eq!(room(&mut n, h(0x1100, 11)), 10_000);
+        // An empty slot takes anyone.
+        assert_eq!(room(&mut n, h(0x4000, 40)), u32::MAX);
+        // A measured member of both has nothing to gain; in row 0 but not measured, it has.
+        assert_eq!(room(&mut n, h(0x1000, 10)), 8_000);
+        n.t.neighborhood.insert(h(0x1000, 10), 2_000);
+        assert_eq!(room(&mut n, h(0x1000, 10)), 0);
+        n.t.routing_table.insert(h(0x6000, 60), Rtt::UNKNOWN);
+        assert_eq!(room(&mut n, h(0x6000, 60)), u32::MAX);
+    }
+
+    #[test]
+    fn a_new_node_announces_itself_only_where_that_changes_a_table() {
+        let mut n = Node::new(
+            Arc::new(Config::default()),
+            NodeId::from_u128(0x5000 << 112),
+            1u32,
+            1,
+        );
+        let h = |v: u128, addr: u32| NodeHandle::new(NodeId::from_u128(v << 112), addr);
+        let root = h(0x5100, 2);
+        n.join(Instant::ZERO, &[root.addr]);
+        sent(&mut n);
+        // Six row-0 candidates (addresses 10..15), RTTs 2..7 ms; the three nearest get
+        // row requests (carrying their announcement), the other three may get an Announce.
+        let rows: Vec<NodeHandle<u32>> =
+            (0..6).map(|i| h(0x1000 * (i + 6), 10 + i as u32)).collect();
+        let msg = Message {
+            sender: root.id,
+            body: Body::JoinReply {
+                leaf_set: vec![],
+                rows: rows.clone(),
+            },
+        };
+        n.handle_message(Instant::from_micros(1000), root.addr, msg);
+        let probes: Vec<(u32, u64)> = sent(&mut n)
+            .into_iter()
+            .filter_map(|(to, b)| match b {
+                Body::Probe { nonce, .. } => Some((to, nonce)),
+                _ => None,
+            })
+            .collect();
+        // 10..12 nearest; 13 says an announcement must beat 1 ms (it measures 5 ms), 14
+        // has room, 15 needs below 7 ms and we measure 7 ms. The root answers last, so the
+        // node is still joining when the others answer.
+        let rooms = [u32::MAX, u32::MAX, u32::MAX, 1_000, u32::MAX, 7_000];
+        let mut order = probes.clone();
+        order.sort_by_key(|&(to, _)| to == root.addr);
+        let mut announced = Vec::new();
+        for (to, nonce) in order {
+            let (rtt_ms, room_us) = match to {
+                a if a == root.addr => (1, u32::MAX),
+                a => (u64::from(a - 10) + 2, rooms[(a - 10) as usize]),
+            };
+            let from = if to == root.addr {
+                root
+            } else {
+                rows[(to - 10) as usize]
+            };
+            let msg = Message {
+                sender: from.id,
+                body: Body::ProbeReply {
+                    nonce,
+                    ready: true,
+                    leaf_set: vec![],
+                    room_us,
+                },
+            };
+            n.handle_message(Instant::from_micros(1000 + rtt_ms * 1000), to, msg);
+            announced.extend(
+                sent(&mut n)
+                    .into_iter()
+                    .filter(|(_, b)| matches!(b, Body::Announce { .. }))
+                    .map(|(to, _)| to),
+            );
+        }
+        assert_eq!(n.state(), NodeState::Ready);
+        assert_eq!(probes.len(), 7, "the root and six candidates probed");
+        assert_eq!(announced, vec![14]);
     }
 
     #[test]

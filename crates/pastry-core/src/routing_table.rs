@@ -140,6 +140,24 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
         }
     }
 
+    /// An RTT (microseconds) below which `insert` would put `id` in, or give it its first
+    /// measured RTT: `u32::MAX` for an empty slot or an occupant of unknown RTT, 0 when
+    /// `id` has no slot or already sits in its slot with a measured RTT.
+    pub fn room_for(&self, id: NodeId) -> u32 {
+        match self.slot(id).map(|(row, col)| self.get(row, col)) {
+            None => 0,
+            Some(None) => u32::MAX,
+            Some(Some(e)) if e.handle.id == id => {
+                if e.rtt.is_known() {
+                    0
+                } else {
+                    u32::MAX
+                }
+            }
+            Some(Some(e)) => e.rtt.proximity(),
+        }
+    }
+
     /// True when `insert` would put this node in (empty slot or nearer than the occupant).
     pub fn would_accept(&self, id: NodeId, rtt: Rtt) -> bool {
         match self.slot(id) {
