@@ -726,6 +726,7 @@ impl Driver {
                 publisher,
                 id,
                 payload,
+                ..
             } => {
                 let Some(t) = self.scribe.streams.get_mut(topic) else {
                     return;

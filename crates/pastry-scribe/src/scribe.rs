@@ -70,6 +70,9 @@ pub enum ScribeEvent<A> {
         publisher: NodeId,
         /// The publisher's message number (what `publish` returned there).
         id: u64,
+        /// It came by replay: the node missed it while re-attaching to the tree, and got
+        /// it late from its new parent's buffer.
+        replayed: bool,
         /// The bytes.
         payload: Bytes,
     },
@@ -976,7 +979,8 @@ impl<A: Address> Scribe<A> {
             _ => None,
         };
         self.stats.replayed += missed.len() as u64;
-        for d in missed {
+        for mut d in missed {
+            d.replayed = true;
             if let Some(b) = self.encode(&ScribeMsg::Data(d)) {
                 self.send_raw(ctx, from, MsgType::Data, b);
             }
@@ -1697,6 +1701,7 @@ impl<A: Address> Scribe<A> {
                     seq: 1,
                     publisher: publisher.id,
                     id,
+                    replayed: false,
                     payload,
                 };
                 self.disseminate(ctx, d, None);
@@ -1716,6 +1721,7 @@ impl<A: Address> Scribe<A> {
             seq,
             publisher: publisher.id,
             id,
+            replayed: false,
             payload,
         };
         self.disseminate(ctx, d, None);
@@ -1785,6 +1791,7 @@ impl<A: Address> Scribe<A> {
                 seq: d.seq,
                 publisher: d.publisher,
                 id: d.id,
+                replayed: d.replayed,
                 payload: d.payload.clone(),
             });
         }

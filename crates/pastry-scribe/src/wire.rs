@@ -31,7 +31,7 @@ use crate::TopicId;
 /// The two bytes every Scribe frame starts with.
 pub const MAGIC: [u8; 2] = *b"SC";
 /// The wire version this crate writes and accepts.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Length of the frame header (magic, version, type).
 pub const HEADER_LEN: usize = 4;
 /// Most ids in a root path ([`ScribeMsg::SubscribeAck::path`], heartbeats).
@@ -113,6 +113,9 @@ pub struct DataMsg {
     pub publisher: NodeId,
     /// The publisher's message number: with `publisher`, the duplicate-suppression key.
     pub id: u64,
+    /// A copy sent again from a replay buffer to a node that missed it while it
+    /// re-attached, or forwarded down from such a copy.
+    pub replayed: bool,
     /// The application's bytes.
     pub payload: Bytes,
 }
@@ -484,6 +487,7 @@ pub fn encode<A: Address>(msg: &ScribeMsg<A>) -> Result<Bytes, EncodeError> {
             w.u64(d.seq);
             w.id(d.publisher);
             w.u64(d.id);
+            w.u8(u8::from(d.replayed));
             w.payload(&d.payload)?;
         }
         ScribeMsg::Heartbeat { topics } => {
@@ -630,6 +634,11 @@ pub fn decode<A: Address>(frame: &[u8]) -> Result<ScribeMsg<A>, WireError> {
             seq: r.u64()?,
             publisher: r.id()?,
             id: r.u64()?,
+            replayed: match r.0.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Malformed("replayed flag")),
+            },
             payload: r.payload()?,
         }),
         MsgType::Heartbeat => {
@@ -671,9 +680,9 @@ mod tests {
             decode::<u32>(b"SC\x01\x01"),
             Err(WireError::UnsupportedVersion(1))
         );
-        assert_eq!(decode::<u32>(b"SC\x02\x00"), Err(WireError::UnknownType(0)));
+        assert_eq!(decode::<u32>(b"SC\x03\x00"), Err(WireError::UnknownType(0)));
         assert_eq!(
-            decode::<u32>(b"SC\x02\x63"),
+            decode::<u32>(b"SC\x03\x63"),
             Err(WireError::UnknownType(0x63))
         );
     }

@@ -109,17 +109,24 @@ fn msg() -> impl Strategy<Value = ScribeMsg<u32>> {
             }
         }),
         (id(), any::<u64>()).prop_map(|(topic, id)| ScribeMsg::PublishAck { topic, id }),
-        (id(), any::<u64>(), id(), any::<u64>(), payload()).prop_map(
-            |(topic, seq, publisher, id, payload)| {
+        (
+            id(),
+            any::<u64>(),
+            id(),
+            any::<u64>(),
+            any::<bool>(),
+            payload()
+        )
+            .prop_map(|(topic, seq, publisher, id, replayed, payload)| {
                 ScribeMsg::Data(DataMsg {
                     topic,
                     seq,
                     publisher,
                     id,
+                    replayed,
                     payload,
                 })
-            }
-        ),
+            }),
         proptest::collection::vec((id(), ids(6)), 0..6)
             .prop_map(|topics| ScribeMsg::Heartbeat { topics }),
         (id(), handle_s(), any::<u64>(), payload(), search()).prop_map(

@@ -47,6 +47,27 @@ fn seqs_of(
         .collect()
 }
 
+/// How many deliveries of messages `ids` of `publisher` came by replay.
+fn replayed_deliveries(
+    m: &pastry_core::mesh::Mesh,
+    topic: TopicId,
+    publisher: NodeId,
+    ids: &[u64],
+) -> usize {
+    events(m)
+        .into_iter()
+        .filter(|(_, e)| {
+            matches!(e, ScribeEvent::Delivered {
+                topic: t,
+                publisher: p,
+                id,
+                replayed: true,
+                ..
+            } if *t == topic && *p == publisher && ids.contains(id))
+        })
+        .count()
+}
+
 /// An id just farther from `topic` than `root`, on the other side of it: the node that
 /// takes over the topic when the root fails.
 fn next_closest(topic: TopicId, root: NodeId) -> NodeId {
@@ -65,6 +86,7 @@ fn next_closest(topic: TopicId, root: NodeId) -> NodeId {
 #[test]
 fn an_orphan_adopted_by_a_new_forwarder_still_gets_what_it_missed() {
     let exercised = std::cell::Cell::new(0);
+    let replays = std::cell::Cell::new(0);
     for_seeds(|seed| {
         let mut m = ring(seed, 80)?;
         register_scribe(&mut m, &ScribeConfig::default());
@@ -100,6 +122,10 @@ fn an_orphan_adopted_by_a_new_forwarder_still_gets_what_it_missed() {
             let before = publish(&mut m, publisher, topic, b"before");
             m.run_for(secs(2));
             check_exactly_once(&m, topic, &members, m.id(publisher), &[before])?;
+            ensure(
+                replayed_deliveries(&m, topic, m.id(publisher), &[before]) == 0,
+                || "a message sent down an intact tree was flagged as replayed".to_string(),
+            )?;
             m.crash(victim);
             members.remove(&victim);
             let mut ids = Vec::new();
@@ -110,6 +136,7 @@ fn an_orphan_adopted_by_a_new_forwarder_still_gets_what_it_missed() {
             m.run_for(secs(40));
             check_tree(&mut m, topic, &members)?;
             check_exactly_once(&m, topic, &members, m.id(publisher), &ids)?;
+            replays.set(replays.get() + replayed_deliveries(&m, topic, m.id(publisher), &ids));
             // Did a node outside the old tree take an orphan in?
             let fresh = m.live().into_iter().any(|i| {
                 !in_tree.contains(&i)
@@ -126,6 +153,8 @@ fn an_orphan_adopted_by_a_new_forwarder_still_gets_what_it_missed() {
         exercised.get() > 0,
         "no orphan was adopted by a new forwarder"
     );
+    // What the orphans missed reached them by replay, and said so.
+    assert!(replays.get() > 0, "no delivery was flagged as replayed");
 }
 
 /// The root moves to a closer node that joins: the old root tells the new one how far the

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod links;
 pub mod net;
 pub mod plot;
 mod queue;

@@ -454,13 +454,14 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "  Scribe    delivery RDP mean {:.3}, p50 {:.3}, p95 {:.3} ({} deliveries); depth \
-                 mean {:.2}, max {}; node stress mean {:.2}, max {} ({} interior nodes, {} tree \
-                 nodes, {} forwarders, {} members not in a tree)",
+                "  Scribe    delivery RDP mean {:.3}, p50 {:.3}, p95 {:.3} ({} deliveries, {} \
+                 replayed ones apart); depth mean {:.2}, max {}; node stress mean {:.2}, max {} \
+                 ({} interior nodes, {} tree nodes, {} forwarders, {} members not in a tree)",
                 sc.rdp.mean,
                 sc.rdp.p50,
                 sc.rdp.p95,
                 sc.rdp.samples,
+                sc.replayed_deliveries,
                 sc.depth_mean,
                 sc.depth_max,
                 sc.node_stress_mean,
@@ -473,9 +474,28 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  Scribe    control {:.4} msgs/s and {:.1} bytes/s per node; data {:.4} msgs/s \
-                 per node; link stress not measured",
+                 per node",
                 sc.control_msgs_per_node_s, sc.control_bytes_per_node_s, sc.data_msgs_per_node_s
             )?;
+            match &sc.link_stress {
+                Some(l) => writeln!(
+                    f,
+                    "  Scribe    link stress mean {:.2}, max {} over {:.0} links a message; \
+                     unicast from the root mean {:.2}, max {}; IP multicast 1 over {:.0} links \
+                     ({} messages)",
+                    l.mean,
+                    l.max,
+                    l.links_per_message,
+                    l.unicast_mean,
+                    l.unicast_max,
+                    l.ip_links_per_message,
+                    l.messages
+                )?,
+                None => writeln!(
+                    f,
+                    "  Scribe    link stress not measured (no links in a matrix)"
+                )?,
+            }
         }
         if let Some(ss) = &self.splitstream {
             writeln!(
@@ -699,8 +719,12 @@ pub struct ScribeReport {
     /// A few messages some expected members missed.
     pub missed_examples: Vec<String>,
     /// Delivery latency from the root's first send over the direct one-way latency root ->
-    /// member, over every delivery at a member other than the root.
+    /// member, over every delivery at a member other than the root, except replayed ones.
     pub rdp: Rdp,
+    /// First deliveries that came by replay: the member missed the message while it
+    /// re-attached (churn) and got it from its new parent's buffer. Their delay is the
+    /// detachment's, so they are left out of the RDP.
+    pub replayed_deliveries: u64,
     /// At the start of the measurement phase: nodes in some tree (per topic, summed).
     pub tree_nodes: u64,
     /// Of those, tree nodes that are not members (forwarders).
@@ -724,6 +748,30 @@ pub struct ScribeReport {
     pub control_bytes_per_node_s: f64,
     /// Publications and tree data messages sent per node per second.
     pub data_msgs_per_node_s: f64,
+    /// Link stress on the plane and sphere models (none for a matrix).
+    pub link_stress: Option<LinkStress>,
+}
+
+/// Copies of a multicast message per physical link, on the router network laid over the
+/// plane or sphere (see [`crate::links`]): Scribe's tree against unicast from the root to
+/// each member that got the message, and IP multicast (each link of those unicast paths
+/// once).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkStress {
+    /// Disseminated messages counted.
+    pub messages: u64,
+    /// Scribe: copies per link, mean over the (message, link) pairs it used.
+    pub mean: f64,
+    /// Scribe: the most copies of one message on one link.
+    pub max: u64,
+    /// Scribe: links a message crossed, mean per message.
+    pub links_per_message: f64,
+    /// Unicast from the root: copies per link, mean.
+    pub unicast_mean: f64,
+    /// Unicast from the root: the most copies on one link.
+    pub unicast_max: u64,
+    /// IP multicast (stress 1): links a message crossed, mean per message.
+    pub ip_links_per_message: f64,
 }
 
 /// One snapshot of the SplitStream forest.

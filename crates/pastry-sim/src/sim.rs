@@ -455,6 +455,7 @@ impl Simulation {
             seed,
             opts.duration,
             opts.nodes,
+            &topo,
         )?;
         Ok(Simulation {
             cfg: Arc::new(opts.config.clone()),
@@ -953,7 +954,7 @@ impl Simulation {
             e.2 = self.live_count as u32;
         }
         if self.scribe.is_some() {
-            self.scribe_on_transmit(from, &msg);
+            self.scribe_on_transmit(from, to, &msg);
         }
         if self.opts.loss > 0.0 && self.rng_net.unit() < self.opts.loss {
             self.dropped += 1;

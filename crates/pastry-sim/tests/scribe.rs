@@ -60,6 +60,15 @@ fn every_member_gets_every_message_on_a_static_ring_and_runs_are_deterministic()
         s.rdp
     );
     assert!(s.control_msgs_per_node_s > 0.0);
+    // Link stress on the router network under the plane: the tree spreads a message's
+    // copies, where unicast from the root sends one per member over the root's access link
+    // (the largest group has 150 members).
+    let l = s.link_stress.as_ref().expect("link stress on the plane");
+    assert_eq!(l.messages, 200, "{l:?}");
+    assert!(l.unicast_max >= 149, "{l:?}");
+    assert!(l.mean >= 1.0 && l.mean < l.unicast_mean, "{l:?}");
+    assert!(l.max < l.unicast_max / 4, "{l:?}");
+    assert!(l.ip_links_per_message > 1.0, "{l:?}");
 
     let b = Simulation::new(scribe_opts(3)).unwrap().run().unwrap();
     assert_eq!(a.trace_hash, b.trace_hash);
@@ -69,6 +78,9 @@ fn every_member_gets_every_message_on_a_static_ring_and_runs_are_deterministic()
         (s.delivered, s.rdp.samples, s.tree_nodes),
         (bs.delivered, bs.rdp.samples, bs.tree_nodes)
     );
+    let bl = bs.link_stress.as_ref().unwrap();
+    assert_eq!((l.max, l.unicast_max), (bl.max, bl.unicast_max));
+    assert_eq!(l.mean.to_bits(), bl.mean.to_bits());
     let c = Simulation::new(scribe_opts(4)).unwrap().run().unwrap();
     assert_ne!(a.trace_hash, c.trace_hash);
 }

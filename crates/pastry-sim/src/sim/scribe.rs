@@ -31,7 +31,7 @@
 //!
 //! Nothing here touches a run without these workloads: same events, same trace hash.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,7 +44,11 @@ use pastry_scribe::{
 };
 
 use super::{K_SCRIBE_PUBLISH, K_SS_BLOCK, Phase, Simulation, us};
-use crate::report::{ForestReport, Rdp, ScribeReport, SplitStreamFailureReport, SplitStreamReport};
+use crate::links::{LinkId, LinkMap};
+use crate::net::Topology;
+use crate::report::{
+    ForestReport, LinkStress, Rdp, ScribeReport, SplitStreamFailureReport, SplitStreamReport,
+};
 
 /// Application id Scribe is registered under on every simulated node.
 pub const SCRIBE_APP: AppId = 2;
@@ -235,6 +239,8 @@ struct ScribeMsg {
     /// The root (first sender of its data) and when it sent it.
     root: Option<(u32, u64)>,
     failed: bool,
+    /// Copies of its data frames per physical link (plane and sphere models).
+    links: HashMap<LinkId, u32>,
 }
 
 #[derive(Debug)]
@@ -258,6 +264,12 @@ struct ScribeState {
     duplicates: u64,
     rdp: Vec<f32>,
     rdp_sums: (f64, f64),
+    /// First deliveries that came by replay (not in the RDP).
+    replayed: u64,
+    /// The router network link stress is counted on (none for a matrix).
+    link_map: Option<LinkMap>,
+    /// Link ids of one path (reused).
+    path: Vec<LinkId>,
     joiner_subscriptions: u64,
     /// Control (messages, bytes) and data messages of nodes no longer live.
     dead: (u64, u64, u64),
@@ -310,6 +322,7 @@ impl GroupSim {
         seed: u64,
         duration: Duration,
         nodes: usize,
+        topo: &Topology,
     ) -> anyhow::Result<Option<GroupSim>> {
         if scribe.is_none() && split.is_none() {
             return Ok(None);
@@ -351,6 +364,9 @@ impl GroupSim {
                     duplicates: 0,
                     rdp: Vec::new(),
                     rdp_sums: (0.0, 0.0),
+                    replayed: 0,
+                    link_map: LinkMap::new(topo, seed),
+                    path: Vec::new(),
                     joiner_subscriptions: 0,
                     dead: (0, 0, 0),
                     at_start: (0, 0, 0),
@@ -713,8 +729,8 @@ impl Simulation {
     }
 
     /// Every frame a node sends: the first `Data` frame of a Scribe message marks its
-    /// dissemination by the root.
-    pub(super) fn scribe_on_transmit(&mut self, from: u32, msg: &Message<u32>) {
+    /// dissemination by the root; every one is counted on the links it crosses.
+    pub(super) fn scribe_on_transmit(&mut self, from: u32, to: u32, msg: &Message<u32>) {
         let Body::Direct {
             app: SCRIBE_APP,
             data,
@@ -740,6 +756,13 @@ impl Simulation {
             let m = &mut s.msgs[m as usize];
             if m.root.is_none() {
                 m.root = Some((from, now));
+            }
+            if let Some(map) = s.link_map.as_mut() {
+                s.path.clear();
+                map.path(&self.topo, from, to, &mut s.path);
+                for &l in &s.path {
+                    *m.links.entry(l).or_insert(0) += 1;
+                }
             }
         }
     }
@@ -779,7 +802,12 @@ impl Simulation {
                     s.unattached = s.unattached.saturating_sub(1);
                 }
             }
-            ScribeEvent::Delivered { publisher, id, .. } => {
+            ScribeEvent::Delivered {
+                publisher,
+                id,
+                replayed,
+                ..
+            } => {
                 let Some(&m) = s.by_key.get(&(*publisher, *id)) else {
                     return;
                 };
@@ -789,6 +817,12 @@ impl Simulation {
                 }
                 if !msg.got.insert(i) {
                     s.duplicates += 1;
+                    return;
+                }
+                // A replayed copy's delay is how long the member was detached, not the
+                // tree's: counted apart.
+                if *replayed {
+                    s.replayed += 1;
                     return;
                 }
                 if let Some((root, t0)) = msg.root
@@ -956,6 +990,7 @@ impl Simulation {
                     got: BTreeSet::new(),
                     root: None,
                     failed: !matches!(r, Some(Ok(_))),
+                    links: HashMap::new(),
                 });
                 if let Some(Ok(id)) = r {
                     s.by_key.insert((pid, id), m);
@@ -1198,6 +1233,7 @@ impl Simulation {
         let window = us(DELIVERY_WINDOW);
         let split_window = us(SPLIT_WINDOW);
         let mut problems = Vec::new();
+        let topo = &self.topo;
         let Some(g) = self.scribe.as_mut() else {
             return (None, None);
         };
@@ -1249,6 +1285,11 @@ impl Simulation {
                 delivered as f64 / expected as f64
             };
             r.rdp = quantiles(&mut s.rdp, s.rdp_sums);
+            r.replayed_deliveries = s.replayed;
+            r.link_stress = s
+                .link_map
+                .as_mut()
+                .map(|map| link_stress(map, topo, &s.msgs));
             let w = sub3(s.at_end, s.at_start);
             r.control_msgs_per_node_s = w.0 as f64 / node_s;
             r.control_bytes_per_node_s = w.1 as f64 / node_s;
@@ -1366,4 +1407,45 @@ impl Simulation {
         }
         (scribe, split)
     }
+}
+
+/// Link stress of the disseminated messages: Scribe's counts as recorded, unicast and IP
+/// multicast from the root to the members each message reached.
+fn link_stress(map: &mut LinkMap, topo: &Topology, msgs: &[ScribeMsg]) -> LinkStress {
+    let mut l = LinkStress::default();
+    let (mut pairs, mut copies) = (0u64, 0u64);
+    let (mut u_pairs, mut u_copies) = (0u64, 0u64);
+    let mut unicast: HashMap<LinkId, u32> = HashMap::new();
+    let mut path = Vec::new();
+    for m in msgs {
+        let Some((root, _)) = m.root else { continue };
+        if m.links.is_empty() {
+            continue;
+        }
+        l.messages += 1;
+        pairs += m.links.len() as u64;
+        for &c in m.links.values() {
+            copies += u64::from(c);
+            l.max = l.max.max(u64::from(c));
+        }
+        unicast.clear();
+        for &x in &m.got {
+            path.clear();
+            map.path(topo, root, x, &mut path);
+            for &link in &path {
+                *unicast.entry(link).or_insert(0) += 1;
+            }
+        }
+        u_pairs += unicast.len() as u64;
+        for &c in unicast.values() {
+            u_copies += u64::from(c);
+            l.unicast_max = l.unicast_max.max(u64::from(c));
+        }
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    l.mean = ratio(copies, pairs);
+    l.links_per_message = ratio(pairs, l.messages);
+    l.unicast_mean = ratio(u_copies, u_pairs);
+    l.ip_links_per_message = ratio(u_pairs, l.messages);
+    l
 }
