@@ -1046,7 +1046,14 @@ impl Simulation {
     fn on_delivered(&mut self, i: u32, d: pastry_core::Delivery<u32>) {
         let origin = d.origin.addr;
         let Some(rec) = self.outstanding.remove(&(origin, d.request)) else {
+            // A repeat is checked too: a copy that wandered (reroutes after lost acks)
+            // and was delivered at another node broke consistent routing as much as a
+            // wrong first delivery.
             self.lookups.duplicates += 1;
+            let expected = self.closest_ready(d.key);
+            if expected != Some(i) {
+                self.violation(i, d.key, expected);
+            }
             return;
         };
         debug_assert_eq!(rec.key, d.key);
@@ -1616,7 +1623,39 @@ impl Simulation {
 
 #[cfg(test)]
 mod tests {
-    use super::ring_cells;
+    use super::{SimOptions, Simulation, ring_cells};
+    use pastry_core::{Delivery, NodeId};
+    use std::time::Duration;
+
+    #[test]
+    fn a_repeat_delivery_at_another_node_is_a_violation() {
+        let mut sim = Simulation::new(SimOptions {
+            nodes: 30,
+            lookups: 0,
+            duration: Duration::from_secs(5),
+            ..SimOptions::default()
+        })
+        .unwrap();
+        sim.run_phases();
+        let key = NodeId::from_u128(0x1234 << 100);
+        let root = sim.closest_ready(key).expect("a ready ring");
+        let other = (0..30).find(|&i| i != root).unwrap();
+        let d = Delivery {
+            key,
+            app: 0,
+            data: bytes::Bytes::new(),
+            origin: sim.nodes[other as usize].handle(),
+            request: 77,
+            hops: 2,
+            path: Vec::new(),
+        };
+        // Not outstanding (delivered before): a repeat at the root is only a duplicate...
+        sim.on_delivered(root, d.clone());
+        assert_eq!((sim.lookups.duplicates, sim.checks.violations), (1, 0));
+        // ...one at another node broke consistent routing.
+        sim.on_delivered(other, d);
+        assert_eq!((sim.lookups.duplicates, sim.checks.violations), (2, 1));
+    }
 
     #[test]
     fn rings_partition_the_grid_by_chebyshev_distance() {
