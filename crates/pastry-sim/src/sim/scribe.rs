@@ -760,9 +760,7 @@ impl Simulation {
             if let Some(map) = s.link_map.as_mut() {
                 s.path.clear();
                 map.path(&self.topo, from, to, &mut s.path);
-                for &l in &s.path {
-                    *m.links.entry(l).or_insert(0) += 1;
-                }
+                count_links(&mut m.links, &s.path);
             }
         }
     }
@@ -1423,24 +1421,14 @@ fn link_stress(map: &mut LinkMap, topo: &Topology, msgs: &[ScribeMsg]) -> LinkSt
             continue;
         }
         l.messages += 1;
-        pairs += m.links.len() as u64;
-        for &c in m.links.values() {
-            copies += u64::from(c);
-            l.max = l.max.max(u64::from(c));
-        }
+        tally(&m.links, &mut pairs, &mut copies, &mut l.max);
         unicast.clear();
         for &x in &m.got {
             path.clear();
             map.path(topo, root, x, &mut path);
-            for &link in &path {
-                *unicast.entry(link).or_insert(0) += 1;
-            }
+            count_links(&mut unicast, &path);
         }
-        u_pairs += unicast.len() as u64;
-        for &c in unicast.values() {
-            u_copies += u64::from(c);
-            l.unicast_max = l.unicast_max.max(u64::from(c));
-        }
+        tally(&unicast, &mut u_pairs, &mut u_copies, &mut l.unicast_max);
     }
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     l.mean = ratio(copies, pairs);
@@ -1448,4 +1436,20 @@ fn link_stress(map: &mut LinkMap, topo: &Topology, msgs: &[ScribeMsg]) -> LinkSt
     l.unicast_mean = ratio(u_copies, u_pairs);
     l.ip_links_per_message = ratio(u_pairs, l.messages);
     l
+}
+
+/// One more copy on each link of `path`.
+fn count_links(counts: &mut HashMap<LinkId, u32>, path: &[LinkId]) {
+    for &l in path {
+        *counts.entry(l).or_insert(0) += 1;
+    }
+}
+
+/// Adds one message's per-link copies to the (links used, copies, most on a link) totals.
+fn tally(counts: &HashMap<LinkId, u32>, links: &mut u64, copies: &mut u64, max: &mut u64) {
+    *links += counts.len() as u64;
+    for &c in counts.values() {
+        *copies += u64::from(c);
+        *max = (*max).max(u64::from(c));
+    }
 }
