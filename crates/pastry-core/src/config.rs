@@ -34,6 +34,11 @@ pub struct Config {
     /// Probe retransmissions before a node is declared dead (attempts = retries + 1).
     /// Default 2.
     pub probe_retries: u32,
+    /// Floor of a routed hop's ack timeout (the RTT estimate's srtt + 4 x rttvar, else
+    /// `probe_timeout_initial`, capped at `probe_timeout_max`). Lower than
+    /// `probe_timeout_min` because a late ack costs only a rerouted copy, while every dead
+    /// routing-table entry a route meets costs it this long. Default 40 ms.
+    pub ack_timeout_min: Duration,
     /// Outstanding probes at most; candidates beyond are skipped (liveness checks of
     /// current members may use twice as many). Default 256.
     pub max_outstanding_probes: usize,
@@ -102,6 +107,7 @@ impl Default for Config {
             probe_timeout_min: Duration::from_millis(200),
             probe_timeout_max: Duration::from_secs(2),
             probe_retries: 2,
+            ack_timeout_min: Duration::from_millis(40),
             max_outstanding_probes: 256,
             max_reroutes: 12,
             max_hops: 40,
@@ -176,6 +182,12 @@ impl Config {
         if self.probe_timeout_min.is_zero() || self.probe_timeout_min > self.probe_timeout_max {
             return err(
                 "probe_timeout_min",
+                "must be positive and at most probe_timeout_max",
+            );
+        }
+        if self.ack_timeout_min.is_zero() || self.ack_timeout_min > self.probe_timeout_max {
+            return err(
+                "ack_timeout_min",
                 "must be positive and at most probe_timeout_max",
             );
         }

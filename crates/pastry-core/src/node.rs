@@ -194,6 +194,9 @@ pub struct Stats {
     pub probes_sent: u64,
     /// Nodes this node declared dead.
     pub nodes_declared_dead: u64,
+    /// Probes whose every try went unanswered while the node sent us other messages (so
+    /// it was not declared dead).
+    pub probes_inconclusive: u64,
     /// Messages ignored: from ourselves, oversized payloads, in the wrong state.
     pub ignored: u64,
     /// Repeated deliveries of the same message (after a lost ack) swallowed at the root.
@@ -218,6 +221,8 @@ struct Probe<A> {
     sent_at: Instant,
     tries: u32,
     flags: u8,
+    /// It sent us something while under probe: alive, whatever becomes of the probe.
+    heard: bool,
     /// Leaf-set members a failure notice's sender could not reach (not in its leaf set):
     /// told in turn if the probe confirms the failure.
     notify: Vec<NodeHandle<A>>,
@@ -1124,6 +1129,19 @@ impl<A: Address> Node<A> {
         )
     }
 
+    /// A hop's ack deadline: the RTT estimate's timeout with its own, lower floor. A dead
+    /// routing-table entry costs a route this much before it goes elsewhere, so the floor
+    /// matters under churn; a hop whose ack is merely late is rerouted, and the root drops
+    /// the repeat.
+    fn ack_timeout_for(&self, id: NodeId) -> Duration {
+        let c = &self.cfg;
+        self.t.rtt(id).timeout(
+            c.probe_timeout_initial,
+            c.ack_timeout_min,
+            c.probe_timeout_max,
+        )
+    }
+
     fn is_suspect(&self, id: NodeId) -> bool {
         self.probes
             .get(&id)
@@ -1382,7 +1400,7 @@ impl<A: Address> Node<A> {
         } else {
             let hop_id = self.fresh_id();
             m.hop_id = hop_id;
-            let deadline = now + self.timeout_for(to.id);
+            let deadline = now + self.ack_timeout_for(to.id);
             self.acks.insert(
                 hop_id,
                 PendingHop {
@@ -1571,6 +1589,7 @@ impl<A: Address> Node<A> {
         }
         if let Some(p) = self.probes.get_mut(&sender.id) {
             p.addr = sender.addr;
+            p.heard = true;
         }
         if let Some(p) = self.probes.get_mut(&sender.id)
             && p.flags & P_SUSPECT != 0
@@ -1641,6 +1660,7 @@ impl<A: Address> Node<A> {
                 sent_at: now,
                 tries: 0,
                 flags,
+                heard: false,
                 notify: Vec::new(),
             },
         );
@@ -1747,6 +1767,17 @@ impl<A: Address> Node<A> {
         let Some(p) = self.probes.remove(&id) else {
             return;
         };
+        if p.heard {
+            // Every try went unanswered, yet it spoke to us meanwhile: the probes or their
+            // replies were lost, the node is not. Declaring it dead would drop a live
+            // leaf-set member and deliver its keys here (simulator, 5% loss: such removals
+            // were the wrong deliveries).
+            self.stats.probes_inconclusive += 1;
+            if p.flags & P_JOIN != 0 {
+                self.join_probe_done(now, id);
+            }
+            return;
+        }
         self.remove_node(now, id, true, p.flags, &p.notify);
         if p.flags & P_JOIN != 0 {
             self.join_probe_done(now, id);
@@ -1819,6 +1850,7 @@ impl<A: Address> Node<A> {
         // not re-announce it to their own leaf sets (|L|^2 messages per failure).
         let announce = probe_flags & P_NOTICE == 0;
         let was_known = self.t.is_known(id);
+        let dead_addr = self.t.leaf_set.get(id).map(|l| l.handle.addr);
         let leaf = self.t.leaf_set.contains(id) || probe_flags & (P_LEAF | P_NOTICE) != 0;
         if let Some(j) = self.join.as_mut() {
             j.candidates.remove(id);
@@ -1867,6 +1899,20 @@ impl<A: Address> Node<A> {
                         heartbeat: false,
                         leaf_set: leaf_set.clone(),
                         failed: vec![id],
+                    },
+                );
+            }
+            // "Every try went unanswered" does not make a node dead: under loss a live
+            // member is sometimes dropped. Our leaf set, sent to it as a heartbeat, lacks
+            // it, so a live one answers with its own and is back within a round trip (a
+            // dead one costs one message).
+            if let Some(addr) = dead_addr {
+                self.send(
+                    addr,
+                    Body::LeafSetUpdate {
+                        heartbeat: true,
+                        leaf_set,
+                        failed: Vec::new(),
                     },
                 );
             }
@@ -2940,8 +2986,10 @@ mod tests {
         assert!(n.poll_event().is_none());
         // The suspect never answers: after the retries it is declared dead and we deliver.
         let end = Instant::ZERO + Duration::from_secs(20);
+        let mut out = Vec::new();
         while let Some(t) = n.poll_timeout().filter(|t| *t <= end) {
             n.handle_timeout(t);
+            out.extend(sent(&mut n));
         }
         assert_eq!(n.held_len(), 0);
         assert!(!n.leaf_set().contains(other.id));
@@ -2951,5 +2999,54 @@ mod tests {
         }
         assert!(delivered);
         assert_eq!(n.stats().nodes_declared_dead, 1);
+        // The "dead" member is sent our leaf set as a heartbeat: it lacks the member, so a
+        // live one (its probes were only lost) answers with its own and is a member again.
+        let told = out.iter().any(|(to, b)| {
+            *to == 7
+                && matches!(b, Body::LeafSetUpdate { heartbeat: true, leaf_set, .. }
+                    if !leaf_set.iter().any(|h| h.id == other.id))
+        });
+        assert!(told, "{out:?}");
+        n.handle_message(
+            end,
+            7,
+            Message {
+                sender: other.id,
+                body: Body::LeafSetUpdate {
+                    heartbeat: false,
+                    leaf_set: vec![n.handle()],
+                    failed: Vec::new(),
+                },
+            },
+        );
+        assert!(n.leaf_set().contains(other.id));
+    }
+
+    #[test]
+    fn a_suspect_that_spoke_while_its_probes_were_lost_is_not_declared_dead() {
+        let mut n = node(1000);
+        n.start_ring(Instant::ZERO);
+        let other = NodeHandle::new(NodeId::from_u128(1010), 7u32);
+        let mut ev = Vec::new();
+        n.t.leaf_set.insert(other, Rtt::UNKNOWN, &mut ev);
+        n.probe(Instant::ZERO, other, P_SUSPECT);
+        // Not a probe reply, but proof of life (here an ack for a hop we no longer track).
+        let t = Instant::from_micros(10_000);
+        n.handle_message(
+            t,
+            7,
+            Message {
+                sender: other.id,
+                body: Body::RouteAck { hop_id: 12345 },
+            },
+        );
+        let end = Instant::ZERO + Duration::from_secs(20);
+        while let Some(t) = n.poll_timeout().filter(|t| *t <= end) {
+            n.handle_timeout(t);
+        }
+        assert!(n.leaf_set().contains(other.id));
+        assert_eq!(n.stats().nodes_declared_dead, 0);
+        assert_eq!(n.stats().probes_inconclusive, 1);
+        assert!(n.probes.is_empty());
     }
 }

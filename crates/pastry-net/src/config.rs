@@ -118,6 +118,7 @@ struct FileConfig {
     probe_timeout_initial_ms: Option<u64>,
     probe_timeout_min_ms: Option<u64>,
     probe_timeout_max_ms: Option<u64>,
+    ack_timeout_min_ms: Option<u64>,
     probe_retries: Option<u32>,
     max_outstanding_probes: Option<usize>,
     max_reroutes: Option<u8>,
@@ -246,6 +247,7 @@ pub fn parse_node(origin: &str, text: &str) -> anyhow::Result<NodeConfigs> {
         probe_timeout_initial => probe_timeout_initial_ms,
         probe_timeout_min => probe_timeout_min_ms,
         probe_timeout_max => probe_timeout_max_ms,
+        ack_timeout_min => ack_timeout_min_ms,
         join_timeout => join_timeout_ms,
         rt_maintenance_interval => rt_maintenance_interval_ms,
         failed_set_ttl => failed_set_ttl_ms);

@@ -1272,6 +1272,7 @@ impl Driver {
             ("acks_untracked", s.acks_untracked),
             ("probes_sent", s.probes_sent),
             ("nodes_declared_dead", s.nodes_declared_dead),
+            ("probes_inconclusive", s.probes_inconclusive),
             ("ignored", s.ignored),
             ("duplicates", s.duplicates),
             ("messages_in", sum(&t.messages_in)),

@@ -7,7 +7,9 @@ use pastry_sim::{SimOptions, Simulation};
 
 #[test]
 fn five_percent_loss_with_jitter() {
-    for seed in [11, 12] {
+    // Seeds 6, 13, 16 and 21 delivered at a wrong node when a live leaf-set member whose
+    // probes were all lost stayed dropped until its own heartbeats brought it back.
+    for seed in [6, 11, 12, 13, 16, 21] {
         let opts = SimOptions {
             nodes: 300,
             lookups: 3000,
@@ -28,6 +30,7 @@ fn five_percent_loss_with_jitter() {
         assert!(r.lookups.delivered >= 2997, "seed {seed}: {:?}", r.lookups);
         assert_eq!(r.lookups.duplicates, 0, "seed {seed}");
         assert_eq!(r.lookups.wrong, 0, "seed {seed}");
+        assert_eq!(r.checks.violations, 0, "seed {seed}");
         assert_eq!(
             r.checks.leaf_sets_wrong, 0,
             "{:?}",
