@@ -1121,12 +1121,7 @@ impl<A: Address> Node<A> {
     }
 
     fn timeout_for(&self, id: NodeId) -> Duration {
-        let c = &self.cfg;
-        self.t.rtt(id).timeout(
-            c.probe_timeout_initial,
-            c.probe_timeout_min,
-            c.probe_timeout_max,
-        )
+        self.timeout_with_floor(id, self.cfg.probe_timeout_min)
     }
 
     /// A hop's ack deadline: the RTT estimate's timeout with its own, lower floor. A dead
@@ -1134,12 +1129,14 @@ impl<A: Address> Node<A> {
     /// matters under churn; a hop whose ack is merely late is rerouted, and the root drops
     /// the repeat.
     fn ack_timeout_for(&self, id: NodeId) -> Duration {
+        self.timeout_with_floor(id, self.cfg.ack_timeout_min)
+    }
+
+    fn timeout_with_floor(&self, id: NodeId, floor: Duration) -> Duration {
         let c = &self.cfg;
-        self.t.rtt(id).timeout(
-            c.probe_timeout_initial,
-            c.ack_timeout_min,
-            c.probe_timeout_max,
-        )
+        self.t
+            .rtt(id)
+            .timeout(c.probe_timeout_initial, floor, c.probe_timeout_max)
     }
 
     fn is_suspect(&self, id: NodeId) -> bool {
@@ -2961,13 +2958,19 @@ mod tests {
         assert_eq!(out[0].0 & 0xf0ff, 0x5000, "asked a row-1 member");
     }
 
-    #[test]
-    fn a_suspected_closer_member_holds_delivery() {
+    /// Node 1000, ready, with node 1010 (address 7) in its leaf set.
+    fn ring_of_two() -> (Node<u32>, NodeHandle<u32>) {
         let mut n = node(1000);
         n.start_ring(Instant::ZERO);
         let other = NodeHandle::new(NodeId::from_u128(1010), 7u32);
         let mut ev = Vec::new();
         n.t.leaf_set.insert(other, Rtt::UNKNOWN, &mut ev);
+        (n, other)
+    }
+
+    #[test]
+    fn a_suspected_closer_member_holds_delivery() {
+        let (mut n, other) = ring_of_two();
         let key = NodeId::from_u128(1009);
         assert_eq!(
             n.decide(key),
@@ -3024,11 +3027,7 @@ mod tests {
 
     #[test]
     fn a_suspect_that_spoke_while_its_probes_were_lost_is_not_declared_dead() {
-        let mut n = node(1000);
-        n.start_ring(Instant::ZERO);
-        let other = NodeHandle::new(NodeId::from_u128(1010), 7u32);
-        let mut ev = Vec::new();
-        n.t.leaf_set.insert(other, Rtt::UNKNOWN, &mut ev);
+        let (mut n, other) = ring_of_two();
         n.probe(Instant::ZERO, other, P_SUSPECT);
         // Not a probe reply, but proof of life (here an ack for a hop we no longer track).
         let t = Instant::from_micros(10_000);
