@@ -1773,6 +1773,8 @@ impl<A: Address> Node<A> {
             if p.flags & P_JOIN != 0 {
                 self.join_probe_done(now, id);
             }
+            // Messages held for it go on: to it, or, if it fell silent, to another probe.
+            self.release(now, Wait::Suspect(id));
             return;
         }
         self.remove_node(now, id, true, p.flags, &p.notify);
