@@ -1587,12 +1587,10 @@ impl<A: Address> Node<A> {
         if let Some(p) = self.probes.get_mut(&sender.id) {
             p.addr = sender.addr;
             p.heard = true;
-        }
-        if let Some(p) = self.probes.get_mut(&sender.id)
-            && p.flags & P_SUSPECT != 0
-        {
-            p.flags &= !P_SUSPECT;
-            self.release(now, Wait::Suspect(sender.id));
+            if p.flags & P_SUSPECT != 0 {
+                p.flags &= !P_SUSPECT;
+                self.release(now, Wait::Suspect(sender.id));
+            }
         }
         self.failed.retain(|f| f.id != sender.id);
         if may_insert && self.t.leaf_set.would_accept(sender.id) {
