@@ -76,12 +76,16 @@ pub struct Config {
     /// join phase's row requests find nearer ones more cheaply. Default 1.
     pub join_probes_per_slot: usize,
 
-    /// Period of routing-table maintenance: one row is fetched from a random member of a
-    /// random row and its better entries are probed. Default 300 s.
+    /// Period of routing-table maintenance: one row is fetched from a member of a random
+    /// row (the nearest of three picked at random) and its better entries are probed.
+    /// Default 300 s.
     pub rt_maintenance_interval: Duration,
-    /// Candidates probed per routing-table row received (beyond those for empty slots,
-    /// which are all probed). Default 4.
+    /// Candidates probed per row fetched by maintenance (beyond those for empty slots,
+    /// which are all probed). Default 8.
     pub rt_maintenance_probes: usize,
+    /// Candidates probed per row received otherwise: the join's second phase and the
+    /// repair of a hole (beyond those for empty slots). Default 4.
+    pub row_probes: usize,
     /// A route that takes the rare case because a routing-table slot is empty asks the
     /// next hop for that row, at most once per this interval. Default 1 s.
     pub rt_fill_interval: Duration,
@@ -120,7 +124,8 @@ impl Default for Config {
             announce_max: 64,
             join_probes_per_slot: 1,
             rt_maintenance_interval: Duration::from_secs(300),
-            rt_maintenance_probes: 4,
+            rt_maintenance_probes: 8,
+            row_probes: 4,
             rt_fill_interval: Duration::from_secs(1),
             failed_set_size: 32,
             failed_set_ttl: Duration::from_secs(60),

@@ -37,7 +37,7 @@ use crate::leafset::{Leaf, LeafSet, Side};
 use crate::message::{AppId, Body, Message, MessageKind, RouteMsg, RoutePayload};
 use crate::neighborhood::NeighborhoodSet;
 use crate::rng::Rng;
-use crate::routing_table::{Inserted, RoutingTable};
+use crate::routing_table::{Entry, Inserted, RoutingTable};
 use crate::rtt::Rtt;
 use crate::time::micros;
 use crate::{Address, Instant, NodeHandle, NodeId};
@@ -561,6 +561,8 @@ pub struct Node<A: Address> {
     ready_at: Instant,
     /// When `lazy_fill` last asked for a row.
     last_fill: Instant,
+    /// The node the last routing-table maintenance asked for a row, until it answers.
+    maintenance_peer: Option<NodeId>,
     next_id: u64,
     next_request: u64,
     recent_deliveries: VecDeque<(NodeId, u64)>,
@@ -603,6 +605,7 @@ impl<A: Address> Node<A> {
             right_heard: Instant::ZERO,
             ready_at: Instant::ZERO,
             last_fill: Instant::ZERO,
+            maintenance_peer: None,
             next_id: 0,
             // Request ids start at a random point, so that a node restarted under the same
             // id is not taken for a repeat of its former self by the roots' de-duplication.
@@ -1021,7 +1024,13 @@ impl<A: Address> Node<A> {
                 rtt_us,
             } => {
                 self.heard_from(now, sender, true);
-                self.consider_row(now, sender.id, &entries, &rtt_us);
+                let max_probes = if self.maintenance_peer == Some(sender.id) {
+                    self.maintenance_peer = None;
+                    self.cfg.rt_maintenance_probes
+                } else {
+                    self.cfg.row_probes
+                };
+                self.consider_row(now, sender.id, &entries, &rtt_us, max_probes);
             }
             Body::Announce { rtt_us } => {
                 self.heard_from(now, sender, true);
@@ -1931,7 +1940,7 @@ impl<A: Address> Node<A> {
             self.repair_leaf_set(now);
         }
         if let Some((row, _)) = rt_slot {
-            self.repair_row(row);
+            let _ = self.repair_row(row);
         }
         self.release(now, Wait::Suspect(id));
     }
@@ -2171,24 +2180,33 @@ impl<A: Address> Node<A> {
         );
     }
 
-    /// Lazy repair of a hole in `row`: ask another member of the row, else of the next row.
-    fn repair_row(&mut self, row: usize) {
-        let pick = |rt: &RoutingTable<A>, r: usize, rng: &mut Rng| -> Option<NodeHandle<A>> {
-            let members: Vec<NodeHandle<A>> =
-                rt.row(r).iter().flatten().map(|e| e.handle).collect();
-            (!members.is_empty()).then(|| members[rng.below(members.len() as u64) as usize])
+    /// Asks a member of `row` (else of the next row) for that row: the lazy repair of a
+    /// hole, and routing-table maintenance. The member is the nearest of three drawn at
+    /// random: a near member's entries are near it, so likely near us, and the draw keeps
+    /// some variety (figures in DESIGN.md). Returns the member asked.
+    fn repair_row(&mut self, row: usize) -> Option<NodeId> {
+        let rt = &self.t.routing_table;
+        let r = if rt.row(row).iter().flatten().next().is_some() {
+            row
+        } else {
+            row + 1
         };
-        let target = pick(&self.t.routing_table, row, &mut self.rng)
-            .or_else(|| pick(&self.t.routing_table, row + 1, &mut self.rng));
-        if let Some(t) = target {
-            self.send(
-                t.addr,
-                Body::RowRequest {
-                    row: row as u8,
-                    rtt_us: 0,
-                },
-            );
+        let members: Vec<&Entry<A>> = rt.row(r).iter().flatten().collect();
+        if members.is_empty() {
+            return None;
         }
+        let target = (0..3)
+            .map(|_| members[self.rng.below(members.len() as u64) as usize])
+            .min_by_key(|e| (e.rtt.proximity(), e.handle.id))?
+            .handle;
+        self.send(
+            target.addr,
+            Body::RowRequest {
+                row: row as u8,
+                rtt_us: 0,
+            },
+        );
+        Some(target.id)
     }
 
     fn rt_maintenance(&mut self, _now: Instant) {
@@ -2201,7 +2219,7 @@ impl<A: Address> Node<A> {
         let row = self
             .first_unexpected_hole()
             .unwrap_or_else(|| self.rng.below(rows as u64) as usize);
-        self.repair_row(row);
+        self.maintenance_peer = self.repair_row(row);
     }
 
     /// The first row with an empty slot that almost surely has candidates: one expecting
@@ -2223,7 +2241,7 @@ impl<A: Address> Node<A> {
     }
 
     /// Probes the entries of a row another node sent: every one for an empty slot, and up
-    /// to `rt_maintenance_probes` of those that may be nearer than a slot's occupant,
+    /// to `max_probes` of those that may be nearer than a slot's occupant,
     /// most promising first. "May be nearer" uses the triangle inequality: our RTT to a
     /// candidate is at least |rtt(us, sender) - rtt(sender, candidate)|, so a candidate
     /// whose bound is not below the occupant's RTT is not worth a probe.
@@ -2233,6 +2251,7 @@ impl<A: Address> Node<A> {
         sender: NodeId,
         entries: &[NodeHandle<A>],
         rtt_us: &[u32],
+        max_probes: usize,
     ) {
         let to_sender = self.t.rtt(sender);
         let mut maybe: Vec<(u32, NodeHandle<A>)> = Vec::new();
@@ -2261,7 +2280,7 @@ impl<A: Address> Node<A> {
             }
         }
         maybe.sort_by_key(|&(bound, h)| (bound, h.id));
-        for (_, h) in maybe.into_iter().take(self.cfg.rt_maintenance_probes) {
+        for (_, h) in maybe.into_iter().take(max_probes) {
             self.probe(now, h, P_RT);
         }
     }
@@ -2748,6 +2767,59 @@ mod tests {
             .collect();
         probed.sort_unstable();
         assert_eq!(probed, vec![11, 13, 20]);
+    }
+
+    #[test]
+    fn maintenance_asks_a_near_member_and_may_probe_more_of_its_row() {
+        let mut n = small_world();
+        let h = |v: u128, addr: u32| NodeHandle::new(NodeId::from_u128(v << 112), addr);
+        // Row 0 only: members at 10..150 ms, farther the higher the digit.
+        for d in 1..16u128 {
+            if d != 5 {
+                n.t.routing_table
+                    .insert(h(d << 12, d as u32), Rtt::from_sample(d as u32 * 10_000));
+            }
+        }
+        // Over many rounds the member asked is the nearest of three drawn: the five nearest
+        // members are asked about 16 times as often as the five farthest.
+        let mut asked = [0u32; 16];
+        for _ in 0..600 {
+            n.rt_maintenance(Instant::from_micros(1000));
+            let out = sent(&mut n);
+            assert_eq!(out.len(), 1);
+            assert!(matches!(out[0].1, Body::RowRequest { row: 0, .. }));
+            asked[out[0].0 as usize] += 1;
+        }
+        let near: u32 = [1, 2, 3, 4, 6].iter().map(|&d| asked[d]).sum();
+        let far: u32 = asked[11..].iter().sum();
+        assert!(near > 5 * far && far > 0, "{asked:?}");
+        // Its reply names ten nodes each possibly nearer than a slot's occupant: up to
+        // `rt_maintenance_probes` (8) are probed. The same row from anyone else gets
+        // `row_probes` (4).
+        let peer = n.maintenance_peer.expect("a request is outstanding");
+        let peer = n.t.find(peer).unwrap();
+        let entries: Vec<NodeHandle<u32>> = (0..10u128)
+            .map(|i| h((0xf000 | i << 4) + 1, 100 + i as u32))
+            .collect();
+        let probes = |n: &mut Node<u32>, from: NodeHandle<u32>| {
+            let msg = Message {
+                sender: from.id,
+                body: Body::RowReply {
+                    row: 0,
+                    entries: entries.clone(),
+                    rtt_us: vec![0; entries.len()],
+                },
+            };
+            n.handle_message(Instant::from_micros(2000), from.addr, msg);
+            let out = sent(n);
+            out.iter()
+                .filter(|(_, b)| matches!(b, Body::Probe { .. }))
+                .count()
+        };
+        assert_eq!(probes(&mut n, peer), 8);
+        assert_eq!(n.maintenance_peer, None);
+        n.probes.clear();
+        assert_eq!(probes(&mut n, peer), 4);
     }
 
     #[test]

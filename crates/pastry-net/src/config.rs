@@ -131,6 +131,7 @@ struct FileConfig {
     announce: Option<bool>,
     rt_maintenance_interval_ms: Option<u64>,
     rt_maintenance_probes: Option<usize>,
+    row_probes: Option<usize>,
     failed_set_size: Option<usize>,
     failed_set_ttl_ms: Option<u64>,
     dedup_window: Option<usize>,
@@ -241,7 +242,7 @@ pub fn parse_node(origin: &str, text: &str) -> anyhow::Result<NodeConfigs> {
     }
     set!(b, leaf_set_size, neighborhood_size, probe_retries, max_outstanding_probes,
         max_reroutes, max_hops, max_pending_acks, max_held_messages, max_payload_bytes,
-        join_attempts, announce, rt_maintenance_probes, failed_set_size, dedup_window;
+        join_attempts, announce, rt_maintenance_probes, row_probes, failed_set_size, dedup_window;
         heartbeat_interval => heartbeat_interval_ms,
         heartbeat_timeout => heartbeat_timeout_ms,
         probe_timeout_initial => probe_timeout_initial_ms,

@@ -24,6 +24,8 @@ run() { # name seed flags...
 for s in $(seq 1 "$RUNS"); do
   run default "$s"
   run paper "$s" --nodes 100000 --lookups 200000
+  # The same ring measured after 30 minutes of routing-table maintenance (steady state).
+  run paper-settled "$s" --nodes 100000 --lookups 200000 --settle 30m
   run churn "$s" --nodes 10000 --lookups 100000 --churn-session 60m --duration 2h
   run failure "$s" --nodes 10000 --lookups 100000 --fail-fraction 0.5 --fail-at 10s --duration 180s
   run partition "$s" --nodes 10000 --lookups 100000 --partition 20s:40s --cooldown 10m
@@ -71,6 +73,17 @@ if rs:
     line("wall / peak RSS / bytes per node", f"{med(rs, lambda r: r['perf']['wall_s']):.0f} s / {med(rs, lambda r: r['perf']['peak_rss_bytes'])/2**30:.2f} GiB / {med(rs, lambda r: r['perf']['bytes_per_node']):.0f}", "-", True)
     line("events per second", f"{med(rs, lambda r: r['perf']['events_per_s']):.0f}", "-", True)
     line("join messages per join", f"{med(rs, lambda r: r['joins']['messages_per_join']):.1f}", "-", True)
+rs = load("paper-settled")
+if rs:
+    print("paper, after 30 simulated minutes of routing-table maintenance")
+    line("correct", f"{med(rs, lambda r: r['lookups']['correct_pct']):.3f}%", "100%", all(r['lookups']['correct_pct'] == 100 for r in rs))
+    mh = med(rs, lambda r: r['lookups']['mean_hops'])
+    line("mean hops", f"{mh:.3f}", "<= 3.98", mh <= 3.98)
+    rm = med(rs, lambda r: r['lookups']['rdp']['mean'])
+    rr = med(rs, lambda r: r['lookups']['rdp']['ratio_of_means'])
+    line("RDP mean of ratios / p50 / p95", f"{rm:.3f} / {med(rs, lambda r: r['lookups']['rdp']['p50']):.3f} / {med(rs, lambda r: r['lookups']['rdp']['p95']):.3f}", "mean <= 1.4", rm <= 1.4)
+    line("RDP total overlay / total direct", f"{rr:.3f}", "paper 1.3-1.4", rr <= 1.4)
+    line("control msgs/s per node", f"{med(rs, lambda r: r['traffic']['control_msgs_per_node_s']):.3f}", "-", True)
 rs = load("churn")
 if rs:
     print("churn: 10,000 nodes, exponential sessions of 60 min, 2 simulated hours")
