@@ -79,6 +79,7 @@ pub mod codec;
 pub mod config;
 pub mod handle;
 pub mod id;
+mod idmap;
 pub mod leafset;
 #[cfg(any(test, feature = "testing"))]
 pub mod mesh;

@@ -33,6 +33,7 @@ use core::time::Duration;
 
 use crate::app::{AppCommand, AppContext, Application, Delivery, Forward, ForwardAction};
 use crate::config::Config;
+use crate::idmap::IdMap;
 use crate::leafset::{Leaf, LeafSet, Side};
 use crate::message::{AppId, Body, Message, MessageKind, RouteMsg, RoutePayload};
 use crate::neighborhood::NeighborhoodSet;
@@ -419,11 +420,7 @@ impl<A: Address> Tables<A> {
         if let Some(l) = self.leaf_set.get(id) {
             return Some(l.handle);
         }
-        self.neighborhood
-            .entries()
-            .iter()
-            .find(|e| e.handle.id == id)
-            .map(|e| e.handle)
+        self.neighborhood.get(id).map(|e| e.handle)
     }
 
     /// RTT estimate to a known node.
@@ -434,11 +431,7 @@ impl<A: Address> Tables<A> {
         if let Some(e) = self.routing_table.find(id) {
             return e.rtt;
         }
-        self.neighborhood
-            .entries()
-            .iter()
-            .find(|e| e.handle.id == id)
-            .map_or(Rtt::UNKNOWN, |e| e.rtt)
+        self.neighborhood.get(id).map_or(Rtt::UNKNOWN, |e| e.rtt)
     }
 
     /// What RTT an announcement from `id` must beat to change the routing table or the
@@ -551,7 +544,7 @@ pub struct Node<A: Address> {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     transmits: VecDeque<Transmit<A>>,
     events: VecDeque<Event<A>>,
-    probes: BTreeMap<NodeId, Probe<A>>,
+    probes: IdMap<Probe<A>>,
     acks: BTreeMap<u64, PendingHop<A>>,
     held: VecDeque<Held<A>>,
     failed: VecDeque<Failed>,
@@ -596,7 +589,7 @@ impl<A: Address> Node<A> {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            probes: BTreeMap::new(),
+            probes: IdMap::new(),
             acks: BTreeMap::new(),
             held: VecDeque::new(),
             failed: VecDeque::new(),
