@@ -15,6 +15,9 @@ pub struct NeighborhoodSet<A> {
     /// the filter says so without a scan of the entries (a million-node simulation spent
     /// a third of its per-message bookkeeping in that scan).
     filter: u128,
+    /// The farthest member's RTT (0 when empty): an offer the full set would refuse is
+    /// refused without reading the entries (most offers are).
+    worst: u32,
 }
 
 fn bit(id: NodeId) -> u128 {
@@ -28,6 +31,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             cap,
             entries: Vec::new(),
             filter: 0,
+            worst: 0,
         }
     }
 
@@ -38,8 +42,10 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         self.entries.iter().position(|e| e.handle.id == id)
     }
 
-    fn refilter(&mut self) {
+    /// Recomputes the id filter and `worst` after a change of membership or order.
+    fn reindex(&mut self) {
         self.filter = self.entries.iter().fold(0, |f, e| f | bit(e.handle.id));
+        self.worst = self.entries.last().map_or(0, |e| e.rtt.srtt_us);
     }
 
     /// The member with this id.
@@ -55,7 +61,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         } else if self.entries.len() < self.cap {
             u32::MAX
         } else {
-            self.entries.last().map_or(u32::MAX, |e| e.rtt.srtt_us)
+            self.worst
         }
     }
 
@@ -72,9 +78,13 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
                 .entries
                 .partition_point(|x| x.rtt.srtt_us <= e.rtt.srtt_us);
             self.entries.insert(pos, e);
+            self.reindex();
             return true;
         }
         let rtt = crate::rtt::Rtt::from_sample(rtt_us);
+        if self.entries.len() >= self.cap && rtt.srtt_us >= self.worst {
+            return false;
+        }
         let pos = self
             .entries
             .partition_point(|x| x.rtt.srtt_us <= rtt.srtt_us);
@@ -89,7 +99,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             self.entries.reserve_exact(want - self.entries.len());
         }
         self.entries.insert(pos, Entry { handle, rtt });
-        self.refilter();
+        self.reindex();
         true
     }
 
@@ -110,7 +120,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             return false;
         };
         self.entries.remove(i);
-        self.refilter();
+        self.reindex();
         true
     }
 
