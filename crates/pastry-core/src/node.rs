@@ -2208,29 +2208,38 @@ impl<A: Address> Node<A> {
             return;
         }
         // A row with a hole that should not be there comes first: routes through it take
-        // the rare case (an extra hop). Else a random row, for proximity.
+        // the rare case (an extra hop). Else a random row, for proximity: one whose slots
+        // have a choice of nodes (2 or more expected, from the ring size the leaf set's
+        // density gives); a deeper row's slot has one candidate at most and nothing to
+        // improve.
+        let choice = self.rows_expecting(2.0).max(1);
         let row = self
             .first_unexpected_hole()
-            .unwrap_or_else(|| self.rng.below(rows as u64) as usize);
+            .unwrap_or_else(|| self.rng.below(choice as u64) as usize);
         self.maintenance_peer = self.repair_row(row);
     }
 
-    /// The first row with an empty slot that almost surely has candidates: one expecting
-    /// at least 8 nodes (ring size / 2^(b x (row + 1)), the size estimated from the leaf
-    /// set's density).
-    fn first_unexpected_hole(&self) -> Option<usize> {
+    /// How many rows, from row 0, have slots expecting at least `nodes` candidates each:
+    /// ring size / 2^(b x (row + 1)), the size estimated from the leaf set's density.
+    fn rows_expecting(&self, nodes: f64) -> usize {
         let n = self.t.leaf_set.estimated_ring_size();
+        let b = i32::from(self.cfg.b);
+        (0..self.t.routing_table.rows())
+            .take_while(|&r| n / 2f64.powi(b * (r as i32 + 1)) >= nodes)
+            .count()
+    }
+
+    /// The first row with an empty slot that almost surely has candidates: one whose slots
+    /// expect at least 8 nodes.
+    fn first_unexpected_hole(&self) -> Option<usize> {
         let rt = &self.t.routing_table;
-        let b = i32::from(rt.b());
-        (0..rt.rows())
-            .take_while(|&r| n / 2f64.powi(b * (r as i32 + 1)) >= 8.0)
-            .find(|&r| {
-                let own = usize::from(self.t.me.id.digit(r, rt.b()));
-                rt.row(r)
-                    .iter()
-                    .enumerate()
-                    .any(|(c, e)| c != own && e.is_none())
-            })
+        (0..self.rows_expecting(8.0)).find(|&r| {
+            let own = usize::from(self.t.me.id.digit(r, rt.b()));
+            rt.row(r)
+                .iter()
+                .enumerate()
+                .any(|(c, e)| c != own && e.is_none())
+        })
     }
 
     /// Probes the entries of a row another node sent: every one for an empty slot, and up
@@ -2705,6 +2714,12 @@ mod tests {
     /// A ready node at 0x5000.. with two leaf-set members a side (not covering the ring),
     /// and what it sent so far drained.
     fn small_world() -> Node<u32> {
+        world(10)
+    }
+
+    /// A node with a leaf set of 4 members `gap` apart on each side: the ring looks like
+    /// 2^128 / `gap` nodes.
+    fn world(gap: u128) -> Node<u32> {
         let cfg = Config {
             leaf_set_size: 4,
             ..Config::default()
@@ -2712,10 +2727,10 @@ mod tests {
         let mut n = Node::new(Arc::new(cfg), NodeId::from_u128(0x5000 << 112), 1u32, 1);
         n.start_ring(Instant::ZERO);
         let mut ev = Vec::new();
-        for v in [10, 20, -10i128, -20] {
-            let id = ((0x5000u128 << 112) as i128 + v) as u128;
+        for (v, addr) in [(1, 210), (2, 220), (-1i128, 190), (-2, 180)] {
+            let id = ((0x5000u128 << 112) as i128 + v * gap as i128) as u128;
             n.t.leaf_set.insert(
-                NodeHandle::new(NodeId::from_u128(id), (200 + v) as u32),
+                NodeHandle::new(NodeId::from_u128(id), addr),
                 Rtt::UNKNOWN,
                 &mut ev,
             );
@@ -2813,6 +2828,34 @@ mod tests {
         assert_eq!(n.maintenance_peer, None);
         n.probes.clear();
         assert_eq!(probes(&mut n, peer), 4);
+    }
+
+    #[test]
+    fn maintenance_leaves_alone_rows_whose_slots_have_no_choice() {
+        // A ring of about 1,000 nodes: a row-0 slot has ~62 candidates, a row-1 slot ~4,
+        // a row-2 slot ~0.2 (its occupant, if any, is the only one).
+        let mut n = world(u128::MAX / 1000);
+        let h = |v: u128, addr: u32| NodeHandle::new(NodeId::from_u128(v << 112), addr);
+        for d in 0..16u128 {
+            for (v, own) in [(d << 12, 5), (0x5000 | d << 8, 0), (0x5000 | d << 4, 0)] {
+                if d != own {
+                    n.t.routing_table
+                        .insert(h(v, v as u32), Rtt::from_sample(10_000));
+                }
+            }
+        }
+        assert_eq!(n.first_unexpected_hole(), None);
+        let mut rows = [0u32; 3];
+        for _ in 0..300 {
+            n.rt_maintenance(Instant::from_micros(1000));
+            for (_, b) in sent(&mut n) {
+                if let Body::RowRequest { row, .. } = b {
+                    rows[usize::from(row)] += 1;
+                }
+            }
+        }
+        assert_eq!(rows[2], 0, "{rows:?}");
+        assert!(rows[0] > 100 && rows[1] > 100, "{rows:?}");
     }
 
     #[test]
