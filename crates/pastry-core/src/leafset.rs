@@ -42,6 +42,10 @@ pub struct LeafSet<A> {
     /// is `leaves[..n_left]`, the right side `leaves[n_left..]`, each nearest first.
     leaves: Vec<Leaf<A>>,
     n_left: usize,
+    /// Per side (left, right), the distance from the owner to the farthest member (0 when
+    /// the side is empty), kept inline: most ids a node is asked about are far beyond
+    /// both sides, and this answers for them without reading `leaves`.
+    far: [u128; 2],
     /// Whether a side may take nodes from across the ring, nearer the other way round.
     /// Only in a ring of at most |L| + 1 nodes do the two sides legitimately meet; in a
     /// larger ring a side left short by a failure would otherwise fill up with the other
@@ -57,6 +61,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
             half,
             leaves: Vec::new(),
             n_left: 0,
+            far: [0; 2],
             wrap: true,
         }
     }
@@ -98,6 +103,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
                 if side == Side::Left {
                     self.n_left -= 1;
                 }
+                self.refresh_far();
                 if !self.contains(id) {
                     gone.push(l.handle);
                 }
@@ -113,9 +119,9 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// True when `id` lies between the owner and the farthest member of `side`.
     fn reaches(&self, side: Side, id: NodeId) -> bool {
-        self.side(side)
-            .last()
-            .is_some_and(|f| self.dist(side, id) <= self.dist(side, f.handle.id))
+        // `far` is 0 only for an empty side (a member is never the owner).
+        let far = self.far[side as usize];
+        far > 0 && self.dist(side, id) <= far
     }
 
     /// The owner's id.
@@ -145,6 +151,22 @@ impl<A: Copy + PartialEq> LeafSet<A> {
     }
 
     /// Distance from the owner to `id` going the way `side` runs.
+    /// Recomputes [`LeafSet::far`] after `leaves` changed.
+    fn refresh_far(&mut self) {
+        for side in [Side::Left, Side::Right] {
+            self.far[side as usize] = self
+                .side(side)
+                .last()
+                .map_or(0, |l| self.dist(side, l.handle.id));
+        }
+    }
+
+    /// False when `id` is surely not a member: beyond the farthest member on both sides.
+    fn may_hold(&self, id: NodeId) -> bool {
+        self.dist(Side::Left, id) <= self.far[Side::Left as usize]
+            || self.dist(Side::Right, id) <= self.far[Side::Right as usize]
+    }
+
     fn dist(&self, side: Side, id: NodeId) -> u128 {
         match side {
             Side::Left => id.cw_distance(self.own),
@@ -154,10 +176,14 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// Where `id` would go on `side`, or `None` when it is present or too far.
     fn slot(&self, side: Side, id: NodeId) -> Option<usize> {
+        let d = self.dist(side, id);
+        // A full side takes nothing beyond its farthest member.
+        if d > self.far[side as usize] && self.side(side).len() >= self.half {
+            return None;
+        }
         if id == self.own || (!self.wrap && self.reaches(other(side), id)) {
             return None;
         }
-        let d = self.dist(side, id);
         let v = self.side(side);
         let pos = v.partition_point(|l| self.dist(side, l.handle.id) < d);
         if v.get(pos).is_some_and(|l| l.handle.id == id) || pos >= self.half {
@@ -237,6 +263,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
                         self.leaves.insert(self.n_left + pos, leaf);
                     }
                 }
+                self.refresh_far();
                 added = true;
             }
         }
@@ -254,6 +281,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         let from_left = self.left().iter().filter(|l| l.handle.id == id).count();
         self.leaves.retain(|l| l.handle.id != id);
         self.n_left -= from_left;
+        self.refresh_far();
         before != self.leaves.len()
     }
 
@@ -266,8 +294,11 @@ impl<A: Copy + PartialEq> LeafSet<A> {
     pub fn get(&self, id: NodeId) -> Option<&Leaf<A>> {
         // Binary search on each side.
         [Side::Left, Side::Right].into_iter().find_map(|side| {
-            let v = self.side(side);
             let d = self.dist(side, id);
+            if d > self.far[side as usize] {
+                return None;
+            }
+            let v = self.side(side);
             let pos = v.partition_point(|l| self.dist(side, l.handle.id) < d);
             v.get(pos).filter(|l| l.handle.id == id)
         })
@@ -276,6 +307,9 @@ impl<A: Copy + PartialEq> LeafSet<A> {
     /// Changes the address of member `id` (it came back at another address); true if it
     /// is a member.
     pub fn set_addr(&mut self, id: NodeId, addr: A) -> bool {
+        if !self.may_hold(id) {
+            return false;
+        }
         let mut found = false;
         for l in &mut self.leaves {
             if l.handle.id == id {
@@ -288,6 +322,9 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// Folds an RTT sample into the member's estimate (on both sides when it is on both).
     pub fn record_rtt(&mut self, id: NodeId, rtt_us: u32) {
+        if !self.may_hold(id) {
+            return;
+        }
         for l in &mut self.leaves {
             if l.handle.id == id {
                 l.rtt.update(rtt_us);
@@ -569,8 +606,20 @@ mod tests {
                 for &i in &set { ls.insert(h(i), Rtt::UNKNOWN, &mut ev); }
             }
             let (left, right) = model(own, half, &set);
+            // Membership answers agree with the sides, and the inline farthest distances
+            // with the members, also after forbidding the sides to meet.
+            for &i in ids.iter().chain([own].iter()) {
+                let member = left.contains(&i) || right.contains(&i);
+                prop_assert_eq!(ls.contains(NodeId::from_u128(i)), member);
+            }
             prop_assert_eq!(ids_of(ls.side(Side::Left)), left);
             prop_assert_eq!(ids_of(ls.side(Side::Right)), right);
+            for wrap in [true, false] {
+                ls.set_wrap(wrap);
+                let far = ls.far;
+                ls.refresh_far();
+                prop_assert_eq!(far, ls.far);
+            }
         }
 
         #[test]
