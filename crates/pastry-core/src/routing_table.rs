@@ -38,6 +38,19 @@ pub struct RoutingTable<A> {
     /// The allocated rows back to back, `2^b` slots each: one allocation per table and one
     /// pointer to follow per lookup (a simulator holds a million tables).
     slots: Vec<Option<Entry<A>>>,
+    /// Bit `id mod 256` is set for every member, and for some former members until
+    /// `stale` of them pile up and the filter is recomputed. Most ids a node looks up are
+    /// not in its table; the filter answers those without reading `slots`.
+    filter: [u64; 4],
+    stale: u8,
+}
+
+/// Members that may leave a stale filter bit before [`RoutingTable::filter`] is recomputed.
+const STALE_MAX: u8 = 16;
+
+fn bit(id: NodeId) -> (usize, u64) {
+    let v = id.as_u128() as u8;
+    (usize::from(v >> 6), 1 << (v & 63))
 }
 
 impl<A: Copy + PartialEq> RoutingTable<A> {
@@ -47,6 +60,8 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             own,
             b,
             slots: Vec::new(),
+            filter: [0; 4],
+            stale: 0,
         }
     }
 
@@ -103,6 +118,9 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// The entry holding `id`, if any.
     pub fn find(&self, id: NodeId) -> Option<&Entry<A>> {
+        if !self.may_hold(id) {
+            return None;
+        }
         let (row, col) = self.slot(id)?;
         self.get(row, col).filter(|e| e.handle.id == id)
     }
@@ -118,10 +136,12 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             self.slots.reserve_exact(need - self.slots.len());
             self.slots.resize(need, None);
         }
+        let (word, mask) = bit(handle.id);
         let slot = &mut self.slots[(row << self.b) + col];
         match slot {
             None => {
                 *slot = Some(Entry { handle, rtt });
+                self.filter[word] |= mask;
                 Inserted::New
             }
             Some(e) if e.handle.id == handle.id => {
@@ -134,6 +154,8 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             Some(e) if rtt.proximity() < e.rtt.proximity() => {
                 let old = e.handle;
                 *e = Entry { handle, rtt };
+                self.filter[word] |= mask;
+                self.forgot();
                 Inserted::Replaced(old)
             }
             Some(_) => Inserted::Rejected,
@@ -171,11 +193,32 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// Folds an RTT sample into the entry for `id`, if present.
     pub fn record_rtt(&mut self, id: NodeId, rtt_us: u32) {
-        if let Some((row, col)) = self.slot(id)
+        if self.may_hold(id)
+            && let Some((row, col)) = self.slot(id)
             && let Some(Some(e)) = self.slots.get_mut((row << self.b) + col)
             && e.handle.id == id
         {
             e.rtt.update(rtt_us);
+        }
+    }
+
+    /// False when `id` is surely not a member (its filter bit is clear).
+    fn may_hold(&self, id: NodeId) -> bool {
+        let (word, mask) = bit(id);
+        self.filter[word] & mask != 0
+    }
+
+    /// A member left: its filter bit may now be stale. Recomputes the filter when
+    /// [`STALE_MAX`] such bits may have piled up.
+    fn forgot(&mut self) {
+        self.stale += 1;
+        if self.stale >= STALE_MAX {
+            self.stale = 0;
+            self.filter = [0; 4];
+            for e in self.slots.iter().flatten() {
+                let (word, mask) = bit(e.handle.id);
+                self.filter[word] |= mask;
+            }
         }
     }
 
@@ -185,6 +228,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
         let slot = self.slots.get_mut((row << self.b) + col)?;
         if slot.is_some_and(|e| e.handle.id == id) {
             *slot = None;
+            self.forgot();
             // Free empty trailing rows.
             let cols = self.columns();
             let mut len = self.slots.len();
@@ -268,12 +312,14 @@ mod tests {
             let o = NodeId::from_u128(own);
             let mut rt = RoutingTable::new(o, b);
             let mut model: BTreeMap<(usize, usize), (u128, u32)> = BTreeMap::new();
+            let mut offered = Vec::new();
             for &(id, rtt) in &offers {
                 // Make prefixes long enough to matter: share a random-length prefix with own.
                 let keep = (id % 24) as u32 * 4;
                 let id = if keep == 0 { id } else { (own & (!0u128 << (128 - keep))) | (id & (!0u128 >> keep)) };
                 let n = NodeId::from_u128(id);
                 rt.insert(h(id), Rtt::from_sample(rtt));
+                offered.push(id);
                 if id == own { continue; }
                 let row = o.shared_prefix_len(n, b);
                 let col = n.digit(row, b) as usize;
@@ -287,6 +333,22 @@ mod tests {
                 prop_assert_eq!(e.rtt.srtt_us, rtt);
                 prop_assert_eq!(o.shared_prefix_len(e.handle.id, b), row);
                 prop_assert_eq!(e.handle.id.digit(row, b) as usize, col);
+            }
+            // `find` (through the filter) agrees with the slots; then remove every other
+            // member and check again (stale filter bits are recomputed on the way).
+            let held: Vec<u128> = model.values().map(|&(id, _)| id).collect();
+            for (i, &id) in held.iter().enumerate() {
+                prop_assert!(rt.find(NodeId::from_u128(id)).is_some());
+                if i % 2 == 0 {
+                    prop_assert!(rt.remove(NodeId::from_u128(id)).is_some());
+                }
+            }
+            for (i, &id) in held.iter().enumerate() {
+                prop_assert_eq!(rt.find(NodeId::from_u128(id)).is_some(), i % 2 == 1);
+            }
+            for &id in &offered {
+                let member = held.iter().position(|&h| h == id).is_some_and(|i| i % 2 == 1);
+                prop_assert_eq!(rt.find(NodeId::from_u128(id)).is_some(), member);
             }
         }
     }
