@@ -78,6 +78,7 @@ pub mod app;
 pub mod codec;
 pub mod config;
 pub mod handle;
+mod headheap;
 pub mod id;
 mod idmap;
 pub mod leafset;

@@ -22,8 +22,7 @@
 //!   holes are repaired lazily by asking a member of the same row (then the next) for its
 //!   row; a periodic row exchange keeps entries near.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +32,7 @@ use core::time::Duration;
 
 use crate::app::{AppCommand, AppContext, Application, Delivery, Forward, ForwardAction};
 use crate::config::Config;
+use crate::headheap::HeadHeap;
 use crate::idmap::IdMap;
 use crate::leafset::{Leaf, LeafSet, Side};
 use crate::message::{AppId, Body, Message, MessageKind, RouteMsg, RoutePayload};
@@ -541,7 +541,7 @@ pub struct Node<A: Address> {
     state: NodeState,
     rng: Rng,
     apps: Vec<AppSlot<A>>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: HeadHeap<(Instant, Timer)>,
     transmits: VecDeque<Transmit<A>>,
     events: VecDeque<Event<A>>,
     probes: IdMap<Probe<A>>,
@@ -586,7 +586,7 @@ impl<A: Address> Node<A> {
             state: NodeState::Idle,
             rng: Rng::new(seed),
             apps: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: HeadHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             probes: IdMap::new(),
@@ -721,7 +721,7 @@ impl<A: Address> Node<A> {
     /// The earliest deadline at which [`Node::handle_timeout`] must be called. Does not
     /// drain anything; may be earlier than needed (a cancelled timer), never later.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.peek().map(|(at, _)| *at)
     }
 
     // ---- commands ----
@@ -1040,7 +1040,7 @@ impl<A: Address> Node<A> {
     /// Processes every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.tick(now);
-        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+        while let Some(&(at, timer)) = self.timers.peek() {
             if at > now {
                 break;
             }
@@ -1050,9 +1050,7 @@ impl<A: Address> Node<A> {
         self.prune_timers();
         // A burst (a join, a failure) can leave the heap mostly empty: give memory back, as
         // a simulator holds a million of these.
-        if self.timers.capacity() > 64 && self.timers.len() * 4 < self.timers.capacity() {
-            self.timers.shrink_to(self.timers.len() * 2);
-        }
+        self.timers.shrink();
         if self.held.is_empty() {
             shrink_idle(&mut self.held);
         }
@@ -1078,7 +1076,7 @@ impl<A: Address> Node<A> {
     }
 
     fn set_timer(&mut self, at: Instant, timer: Timer) {
-        self.timers.push(Reverse((at, timer)));
+        self.timers.push((at, timer));
     }
 
     /// Pops timers at the head of the queue that would do nothing when due: a probe
@@ -1087,7 +1085,7 @@ impl<A: Address> Node<A> {
     /// deadlines that are already moot and the host wakes the node for nothing (80% of
     /// a 100,000-node simulation's wake-ups did nothing before this).
     fn prune_timers(&mut self) {
-        while let Some(Reverse((_, timer))) = self.timers.peek() {
+        while let Some((_, timer)) = self.timers.peek() {
             let moot = match *timer {
                 Timer::Probe(id, nonce) => self.probes.get(&id).is_none_or(|p| p.nonce != nonce),
                 Timer::Ack(hop_id) => !self.acks.contains_key(&hop_id),
