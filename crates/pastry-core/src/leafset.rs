@@ -150,7 +150,6 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         &self.leaves[self.n_left..]
     }
 
-    /// Distance from the owner to `id` going the way `side` runs.
     /// Recomputes [`LeafSet::far`] after `leaves` changed.
     fn refresh_far(&mut self) {
         for side in [Side::Left, Side::Right] {
@@ -167,6 +166,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
             || self.dist(Side::Right, id) <= self.far[Side::Right as usize]
     }
 
+    /// Distance from the owner to `id` going the way `side` runs.
     fn dist(&self, side: Side, id: NodeId) -> u128 {
         match side {
             Side::Left => id.cw_distance(self.own),
