@@ -56,9 +56,8 @@ if rs:
     w = med(rs, lambda r: r["perf"]["wall_s"])
     line("wall time", f"{w:.1f} s", "seconds", w < 30)
     line("correct", f"{med(rs, lambda r: r['lookups']['correct_pct']):.3f}%", "100%", all(r['lookups']['correct_pct'] == 100 for r in rs))
-rs = load("paper")
-if rs:
-    print("paper: 100,000 nodes, b=4, |L|=16, plane, 200,000 lookups")
+def paper_figures(rs):
+    """Correctness, hops, histogram and RDP of a 100,000-node static run."""
     line("correct", f"{med(rs, lambda r: r['lookups']['correct_pct']):.3f}%", "100%", all(r['lookups']['correct_pct'] == 100 for r in rs))
     mh = med(rs, lambda r: r['lookups']['mean_hops'])
     line("mean hops", f"{mh:.3f}", "<= 3.98", mh <= 3.98)
@@ -70,19 +69,17 @@ if rs:
     rr = med(rs, lambda r: r['lookups']['rdp']['ratio_of_means'])
     line("RDP mean of ratios / p50 / p95", f"{rm:.3f} / {med(rs, lambda r: r['lookups']['rdp']['p50']):.3f} / {med(rs, lambda r: r['lookups']['rdp']['p95']):.3f}", "mean <= 1.4", rm <= 1.4)
     line("RDP total overlay / total direct", f"{rr:.3f}", "paper 1.3-1.4", rr <= 1.4)
+rs = load("paper")
+if rs:
+    print("paper: 100,000 nodes, b=4, |L|=16, plane, 200,000 lookups")
+    paper_figures(rs)
     line("wall / peak RSS / bytes per node", f"{med(rs, lambda r: r['perf']['wall_s']):.0f} s / {med(rs, lambda r: r['perf']['peak_rss_bytes'])/2**30:.2f} GiB / {med(rs, lambda r: r['perf']['bytes_per_node']):.0f}", "-", True)
     line("events per second", f"{med(rs, lambda r: r['perf']['events_per_s']):.0f}", "-", True)
     line("join messages per join", f"{med(rs, lambda r: r['joins']['messages_per_join']):.1f}", "-", True)
 rs = load("paper-settled")
 if rs:
     print("paper, after 30 simulated minutes of routing-table maintenance")
-    line("correct", f"{med(rs, lambda r: r['lookups']['correct_pct']):.3f}%", "100%", all(r['lookups']['correct_pct'] == 100 for r in rs))
-    mh = med(rs, lambda r: r['lookups']['mean_hops'])
-    line("mean hops", f"{mh:.3f}", "<= 3.98", mh <= 3.98)
-    rm = med(rs, lambda r: r['lookups']['rdp']['mean'])
-    rr = med(rs, lambda r: r['lookups']['rdp']['ratio_of_means'])
-    line("RDP mean of ratios / p50 / p95", f"{rm:.3f} / {med(rs, lambda r: r['lookups']['rdp']['p50']):.3f} / {med(rs, lambda r: r['lookups']['rdp']['p95']):.3f}", "mean <= 1.4", rm <= 1.4)
-    line("RDP total overlay / total direct", f"{rr:.3f}", "paper 1.3-1.4", rr <= 1.4)
+    paper_figures(rs)
     line("control msgs/s per node", f"{med(rs, lambda r: r['traffic']['control_msgs_per_node_s']):.3f}", "-", True)
 rs = load("churn")
 if rs:
