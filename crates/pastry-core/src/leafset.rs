@@ -66,6 +66,38 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         }
     }
 
+    /// The leaf set that inserting every node of `list` into `LeafSet::new(own, half)` (in
+    /// list order, RTTs unknown) gives, built with one sort per side instead: the `half`
+    /// nearest distinct nodes each way, the first occurrence of an id winning. Nodes check
+    /// the leaf sets their peers show them this way on every heartbeat.
+    pub fn from_members(own: NodeId, half: usize, list: &[NodeHandle<A>]) -> Self {
+        let mut ls = LeafSet::new(own, half);
+        let mut leaves = Vec::with_capacity(2 * half);
+        let mut near: Vec<(u128, NodeHandle<A>)> = Vec::with_capacity(list.len());
+        for side in [Side::Left, Side::Right] {
+            near.clear();
+            near.extend(
+                list.iter()
+                    .filter(|h| h.id != own)
+                    .map(|h| (ls.dist(side, h.id), *h)),
+            );
+            // Stable: of equal distances (the same id), the first in the list stays.
+            near.sort_by_key(|&(d, _)| d);
+            near.dedup_by_key(|&mut (d, _)| d);
+            near.truncate(half);
+            leaves.extend(near.iter().map(|&(_, handle)| Leaf {
+                handle,
+                rtt: Rtt::UNKNOWN,
+            }));
+            if side == Side::Left {
+                ls.n_left = leaves.len();
+            }
+        }
+        ls.leaves = leaves;
+        ls.refresh_far();
+        ls
+    }
+
     /// Whether sides may take nodes from across the ring (the default).
     pub fn wrap(&self) -> bool {
         self.wrap
@@ -619,6 +651,25 @@ mod tests {
                 let far = ls.far;
                 ls.refresh_far();
                 prop_assert_eq!(far, ls.far);
+            }
+        }
+
+        #[test]
+        fn from_members_is_one_insert_after_another(own in 0u128..64, half in 1usize..8,
+                                                     ids in proptest::collection::vec(0u128..64, 0..40)) {
+            // Small ids: repeats (the first address must win) and the owner among them.
+            let list: Vec<NodeHandle<u32>> = ids.iter().enumerate()
+                .map(|(i, &id)| NodeHandle::new(NodeId::from_u128(id), i as u32)).collect();
+            let mut one_by_one = LeafSet::new(NodeId::from_u128(own), half);
+            let mut ev = Vec::new();
+            for h in &list { one_by_one.insert(*h, Rtt::UNKNOWN, &mut ev); }
+            let direct = LeafSet::from_members(NodeId::from_u128(own), half, &list);
+            prop_assert_eq!(&direct.leaves, &one_by_one.leaves);
+            prop_assert_eq!(direct.n_left, one_by_one.n_left);
+            prop_assert_eq!(direct.far, one_by_one.far);
+            for id in 0..64 {
+                let id = NodeId::from_u128(id);
+                prop_assert_eq!(direct.would_accept(id), one_by_one.would_accept(id));
             }
         }
 

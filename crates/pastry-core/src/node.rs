@@ -2052,11 +2052,7 @@ impl<A: Address> Node<A> {
     /// True when this node or one of its leaf-set members belongs in the leaf set of `owner`
     /// (whose members are `list`) but is not in it.
     fn missing_from(&self, owner: NodeId, list: &[NodeHandle<A>]) -> bool {
-        let mut theirs = LeafSet::new(owner, self.t.leaf_set.half());
-        let mut evicted = Vec::new();
-        for h in list {
-            theirs.insert(*h, Rtt::UNKNOWN, &mut evicted);
-        }
+        let theirs = LeafSet::from_members(owner, self.t.leaf_set.half(), list);
         std::iter::once(self.t.me.id)
             .chain(self.t.leaf_set.members().map(|l| l.handle.id))
             .any(|id| id != owner && theirs.would_accept(id))
@@ -2076,18 +2072,23 @@ impl<A: Address> Node<A> {
                 j.candidates.insert(*h, Rtt::UNKNOWN, &mut evicted);
             }
         }
+        // Everything below acts only on nodes the leaf set would accept, and only such an
+        // action changes the leaf set: when it accepts none (most lists, from neighbours
+        // whose leaf sets overlap ours), nothing happens.
+        if !fresh.iter().any(|h| self.t.leaf_set.would_accept(h.id)) {
+            return;
+        }
         // Which of them would make it into the leaf set: only those are probed (after a
         // failure opens a slot, a list names several nodes beyond the gap, and one probe
         // fills it). Candidates under probe are not counted: one may be dead, and then
         // the next list must still get the slot filled.
-        let trial =
-            (!joining && fresh.iter().any(|h| self.t.leaf_set.would_accept(h.id))).then(|| {
-                let mut t = self.t.leaf_set.clone();
-                for h in &fresh {
-                    t.insert(*h, Rtt::UNKNOWN, &mut evicted);
-                }
-                t
-            });
+        let trial = (!joining).then(|| {
+            let mut t = self.t.leaf_set.clone();
+            for h in &fresh {
+                t.insert(*h, Rtt::UNKNOWN, &mut evicted);
+            }
+            t
+        });
         for h in &fresh {
             if let Some(l) = self.t.leaf_set.get(h.id).copied() {
                 // Already a member (alive as far as we know) that now also belongs on the
