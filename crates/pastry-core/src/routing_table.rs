@@ -43,6 +43,9 @@ pub struct RoutingTable<A> {
     /// not in its table; the filter answers those without reading `slots`.
     filter: [u64; 4],
     stale: u8,
+    /// Entries in `slots` (nodes ask on every table change whether they know more nodes
+    /// than the leaf set holds; counting would read the whole table).
+    count: u16,
 }
 
 /// Members that may leave a stale filter bit before [`RoutingTable::filter`] is recomputed.
@@ -62,6 +65,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             slots: Vec::new(),
             filter: [0; 4],
             stale: 0,
+            count: 0,
         }
     }
 
@@ -142,6 +146,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             None => {
                 *slot = Some(Entry { handle, rtt });
                 self.filter[word] |= mask;
+                self.count += 1;
                 Inserted::New
             }
             Some(e) if e.handle.id == handle.id => {
@@ -228,6 +233,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
         let slot = self.slots.get_mut((row << self.b) + col)?;
         if slot.is_some_and(|e| e.handle.id == id) {
             *slot = None;
+            self.count -= 1;
             self.forgot();
             // Free empty trailing rows.
             let cols = self.columns();
@@ -251,7 +257,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries().count()
+        usize::from(self.count)
     }
 
     /// True when the table holds no entry.
@@ -346,6 +352,8 @@ mod tests {
             for (i, &id) in held.iter().enumerate() {
                 prop_assert_eq!(rt.find(NodeId::from_u128(id)).is_some(), i % 2 == 1);
             }
+            prop_assert_eq!(rt.len(), held.len() / 2);
+            prop_assert_eq!(rt.len(), rt.entries().count());
             for &id in &offered {
                 let member = held.iter().position(|&h| h == id).is_some_and(|i| i % 2 == 1);
                 prop_assert_eq!(rt.find(NodeId::from_u128(id)).is_some(), member);
