@@ -33,6 +33,14 @@ fn other(side: Side) -> Side {
     }
 }
 
+/// Distance from `own` to `id` going the way `side` runs.
+fn dist_from(own: NodeId, side: Side, id: NodeId) -> u128 {
+    match side {
+        Side::Left => id.cw_distance(own),
+        Side::Right => own.cw_distance(id),
+    }
+}
+
 /// The leaf set of one node.
 #[derive(Debug, Clone)]
 pub struct LeafSet<A> {
@@ -66,36 +74,39 @@ impl<A: Copy + PartialEq> LeafSet<A> {
         }
     }
 
-    /// The leaf set that inserting every node of `list` into `LeafSet::new(own, half)` (in
-    /// list order, RTTs unknown) gives, built with one sort per side instead: the `half`
-    /// nearest distinct nodes each way, the first occurrence of an id winning. Nodes check
-    /// the leaf sets their peers show them this way on every heartbeat.
-    pub fn from_members(own: NodeId, half: usize, list: &[NodeHandle<A>]) -> Self {
-        let mut ls = LeafSet::new(own, half);
-        let mut leaves = Vec::with_capacity(2 * half);
-        let mut near: Vec<(u128, NodeHandle<A>)> = Vec::with_capacity(list.len());
-        for side in [Side::Left, Side::Right] {
-            near.clear();
-            near.extend(
-                list.iter()
-                    .filter(|h| h.id != own)
-                    .map(|h| (ls.dist(side, h.id), *h)),
-            );
-            // Stable: of equal distances (the same id), the first in the list stays.
-            near.sort_by_key(|&(d, _)| d);
-            near.dedup_by_key(|&mut (d, _)| d);
-            near.truncate(half);
-            leaves.extend(near.iter().map(|&(_, handle)| Leaf {
-                handle,
-                rtt: Rtt::UNKNOWN,
-            }));
-            if side == Side::Left {
-                ls.n_left = leaves.len();
-            }
-        }
-        ls.leaves = leaves;
-        ls.refresh_far();
-        ls
+    /// Whether any of `ids` would enter the leaf set of `own` whose members are `list`:
+    /// the answer of [`LeafSet::would_accept`] on the leaf set that inserting every node
+    /// of `list` into `LeafSet::new(own, half)` gives, without building it. Nodes ask
+    /// this of the leaf set a peer shows them on every heartbeat.
+    pub fn accepts_any(
+        own: NodeId,
+        half: usize,
+        list: &[NodeHandle<A>],
+        ids: impl IntoIterator<Item = NodeId>,
+    ) -> bool {
+        // Per side, the distances of the `half` nearest distinct nodes, nearest first:
+        // a node enters a side when it is not among them and the side is short or the
+        // node nearer than the farthest of them.
+        let near = [Side::Left, Side::Right].map(|side| {
+            let mut v: Vec<u128> = list
+                .iter()
+                .filter(|h| h.id != own)
+                .map(|h| dist_from(own, side, h.id))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v.truncate(half);
+            v
+        });
+        ids.into_iter().any(|id| {
+            id != own
+                && [Side::Left, Side::Right].into_iter().any(|side| {
+                    let v = &near[side as usize];
+                    let d = dist_from(own, side, id);
+                    (v.len() < half || v.last().is_some_and(|&far| d < far))
+                        && v.binary_search(&d).is_err()
+                })
+        })
     }
 
     /// Whether sides may take nodes from across the ring (the default).
@@ -200,10 +211,7 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// Distance from the owner to `id` going the way `side` runs.
     fn dist(&self, side: Side, id: NodeId) -> u128 {
-        match side {
-            Side::Left => id.cw_distance(self.own),
-            Side::Right => self.own.cw_distance(id),
-        }
+        dist_from(self.own, side, id)
     }
 
     /// Where `id` would go on `side`, or `None` when it is present or too far.
@@ -655,22 +663,18 @@ mod tests {
         }
 
         #[test]
-        fn from_members_is_one_insert_after_another(own in 0u128..64, half in 1usize..8,
-                                                     ids in proptest::collection::vec(0u128..64, 0..40)) {
-            // Small ids: repeats (the first address must win) and the owner among them.
-            let list: Vec<NodeHandle<u32>> = ids.iter().enumerate()
-                .map(|(i, &id)| NodeHandle::new(NodeId::from_u128(id), i as u32)).collect();
-            let mut one_by_one = LeafSet::new(NodeId::from_u128(own), half);
-            let mut ev = Vec::new();
-            for h in &list { one_by_one.insert(*h, Rtt::UNKNOWN, &mut ev); }
-            let direct = LeafSet::from_members(NodeId::from_u128(own), half, &list);
-            prop_assert_eq!(&direct.leaves, &one_by_one.leaves);
-            prop_assert_eq!(direct.n_left, one_by_one.n_left);
-            prop_assert_eq!(direct.far, one_by_one.far);
-            for id in 0..64 {
-                let id = NodeId::from_u128(id);
-                prop_assert_eq!(direct.would_accept(id), one_by_one.would_accept(id));
+        fn accepts_any_answers_as_the_built_leaf_set(own in 0u128..64, half in 1usize..8,
+                                                      ids in proptest::collection::vec(0u128..64, 0..40)) {
+            // Small ids: repeats and the owner among them.
+            let theirs = build(own, half, &ids);
+            let list: Vec<NodeHandle<u32>> = ids.iter().map(|&i| h(i)).collect();
+            let own = NodeId::from_u128(own);
+            for id in (0..64).map(NodeId::from_u128) {
+                prop_assert_eq!(LeafSet::accepts_any(own, half, &list, [id]), theirs.would_accept(id));
             }
+            let all = (0..64).map(NodeId::from_u128);
+            prop_assert_eq!(LeafSet::accepts_any(own, half, &list, all.clone()),
+                            all.clone().any(|id| theirs.would_accept(id)));
         }
 
         #[test]

@@ -2052,10 +2052,10 @@ impl<A: Address> Node<A> {
     /// True when this node or one of its leaf-set members belongs in the leaf set of `owner`
     /// (whose members are `list`) but is not in it.
     fn missing_from(&self, owner: NodeId, list: &[NodeHandle<A>]) -> bool {
-        let theirs = LeafSet::from_members(owner, self.t.leaf_set.half(), list);
-        std::iter::once(self.t.me.id)
+        let ours = std::iter::once(self.t.me.id)
             .chain(self.t.leaf_set.members().map(|l| l.handle.id))
-            .any(|id| id != owner && theirs.would_accept(id))
+            .filter(|&id| id != owner);
+        LeafSet::accepts_any(owner, self.t.leaf_set.half(), list, ours)
     }
 
     /// Probes every node in `list` that would enter the leaf set.
