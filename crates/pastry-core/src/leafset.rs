@@ -375,11 +375,18 @@ impl<A: Copy + PartialEq> LeafSet<A> {
     /// Distinct members: left side nearest first, then right-only members nearest first.
     pub fn members(&self) -> impl Iterator<Item = &Leaf<A>> + '_ {
         let left = self.left();
+        let meet = self.sides_meet();
         left.iter().chain(
             self.right()
                 .iter()
-                .filter(move |r| !left.iter().any(|l| l.handle.id == r.handle.id)),
+                .filter(move |r| !meet || !left.iter().any(|l| l.handle.id == r.handle.id)),
         )
+    }
+
+    /// Whether a node may sit on both sides. One that does is `d` away one way and
+    /// `2^128 - d` the other, so the two farthest distances add up to 2^128 or more.
+    fn sides_meet(&self) -> bool {
+        self.far[0].checked_add(self.far[1]).is_none()
     }
 
     /// Distinct member handles, as [`LeafSet::members`].
@@ -389,7 +396,11 @@ impl<A: Copy + PartialEq> LeafSet<A> {
 
     /// Number of distinct members.
     pub fn len(&self) -> usize {
-        self.members().count()
+        if self.sides_meet() {
+            self.members().count()
+        } else {
+            self.leaves.len()
+        }
     }
 
     /// True when there are no members.
@@ -652,8 +663,13 @@ mod tests {
                 let member = left.contains(&i) || right.contains(&i);
                 prop_assert_eq!(ls.contains(NodeId::from_u128(i)), member);
             }
-            prop_assert_eq!(ids_of(ls.side(Side::Left)), left);
-            prop_assert_eq!(ids_of(ls.side(Side::Right)), right);
+            prop_assert_eq!(ids_of(ls.side(Side::Left)), left.clone());
+            prop_assert_eq!(ids_of(ls.side(Side::Right)), right.clone());
+            let distinct: BTreeSet<u128> = left.iter().chain(&right).copied().collect();
+            let listed: Vec<u128> = ls.members().map(|l| l.handle.id.as_u128()).collect();
+            prop_assert_eq!(listed.iter().copied().collect::<BTreeSet<u128>>(), distinct.clone());
+            prop_assert_eq!(listed.len(), distinct.len());
+            prop_assert_eq!(ls.len(), distinct.len());
             for wrap in [true, false] {
                 ls.set_wrap(wrap);
                 let far = ls.far;
