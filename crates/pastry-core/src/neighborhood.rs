@@ -11,10 +11,12 @@ use crate::{NodeHandle, NodeId};
 pub struct NeighborhoodSet<A> {
     cap: usize,
     entries: Vec<Entry<A>>,
-    /// Bit `id mod 128` of every member's id: most ids asked about are not members, and
-    /// the filter says so without a scan of the entries (a million-node simulation spent
-    /// a third of its per-message bookkeeping in that scan).
+    /// Bit `id mod 128` of every member's id, and of some former members until `stale` of
+    /// them pile up and the filter is recomputed: most ids asked about are not members,
+    /// and the filter says so without a scan of the entries (a million-node simulation
+    /// spent a third of its per-message bookkeeping in that scan).
     filter: u128,
+    stale: u8,
     /// The farthest member's RTT (0 when empty): an offer the full set would refuse is
     /// refused without reading the entries (most offers are).
     worst: u32,
@@ -24,6 +26,9 @@ fn bit(id: NodeId) -> u128 {
     1 << (id.as_u128() & 127)
 }
 
+/// Members that may leave a stale filter bit before the filter is recomputed.
+const STALE_MAX: u8 = 16;
+
 impl<A: Copy + PartialEq> NeighborhoodSet<A> {
     /// An empty set holding at most `cap` nodes.
     pub fn new(cap: usize) -> Self {
@@ -31,6 +36,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             cap,
             entries: Vec::new(),
             filter: 0,
+            stale: 0,
             worst: 0,
         }
     }
@@ -42,10 +48,20 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         self.entries.iter().position(|e| e.handle.id == id)
     }
 
-    /// Recomputes the id filter and `worst` after a change of membership or order.
-    fn reindex(&mut self) {
-        self.filter = self.entries.iter().fold(0, |f, e| f | bit(e.handle.id));
+    /// Updates `worst` after a change of membership or order. Reads only the last entry:
+    /// a full scan after every change touched a dozen cache lines per offer taken.
+    fn refresh_worst(&mut self) {
         self.worst = self.entries.last().map_or(0, |e| e.rtt.srtt_us);
+    }
+
+    /// A member left: its filter bit may now be stale. Recomputes the filter when
+    /// [`STALE_MAX`] such bits may have piled up.
+    fn forgot(&mut self) {
+        self.stale += 1;
+        if self.stale >= STALE_MAX {
+            self.stale = 0;
+            self.filter = self.entries.iter().fold(0, |f, e| f | bit(e.handle.id));
+        }
     }
 
     /// The member with this id.
@@ -78,7 +94,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
                 .entries
                 .partition_point(|x| x.rtt.srtt_us <= e.rtt.srtt_us);
             self.entries.insert(pos, e);
-            self.reindex();
+            self.refresh_worst();
             return true;
         }
         let rtt = crate::rtt::Rtt::from_sample(rtt_us);
@@ -94,12 +110,14 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         // Make room first, so the vector never holds more than `cap` (nor allocates more).
         if self.entries.len() >= self.cap {
             self.entries.truncate(self.cap - 1);
+            self.forgot();
         } else if self.entries.len() == self.entries.capacity() {
             let want = (2 * self.entries.len()).max(4).min(self.cap);
             self.entries.reserve_exact(want - self.entries.len());
         }
         self.entries.insert(pos, Entry { handle, rtt });
-        self.reindex();
+        self.filter |= bit(handle.id);
+        self.refresh_worst();
         true
     }
 
@@ -120,7 +138,8 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             return false;
         };
         self.entries.remove(i);
-        self.reindex();
+        self.forgot();
+        self.refresh_worst();
         true
     }
 
