@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// As in the `pastry` binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs one simulation (same flags as `pastry sim`).
 #[derive(Debug, Parser)]
 #[command(name = "sim")]

@@ -329,21 +329,24 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-/// Re-executes the current program with glibc's malloc asking for transparent huge pages
-/// (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), for binaries that run big simulations; call
-/// it first thing in `main`. Returns (doing nothing) when `GLIBC_TUNABLES` is already set,
-/// off Linux, or when the re-execution fails.
+/// Re-executes the current program with its allocator asking for transparent huge pages,
+/// for binaries that run big simulations; call it first thing in `main`. Sets
+/// `MIMALLOC_ALLOW_LARGE_OS_PAGES=1` (the `pastry` binary's allocator, mimalloc) and, unless
+/// already set, `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (for binaries on glibc's malloc);
+/// each allocator ignores the other's. Returns (doing nothing) when the first is already
+/// set, off Linux, or when the re-execution fails.
 ///
 /// A million-node ring is ~10 GB touched at random: with 4 KiB pages nearly every access
 /// to a node's tables is a TLB miss and a page walk. With 2 MiB pages (where the kernel's
 /// THP mode is `madvise`, the default on many distributions) the simulator ran 1.8x as
-/// many events per second at 100,000 nodes. The tunable cannot be set from inside a
-/// running process, hence the re-execution; other C libraries ignore it.
+/// many events per second at 100,000 nodes. Allocators read these settings when the
+/// process starts, hence the re-execution.
 pub fn reexec_with_huge_pages() {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        if std::env::var_os("GLIBC_TUNABLES").is_some() {
+        const MIMALLOC: &str = "MIMALLOC_ALLOW_LARGE_OS_PAGES";
+        if std::env::var_os(MIMALLOC).is_some() {
             return;
         }
         let Ok(exe) = std::env::current_exe() else {
@@ -355,9 +358,10 @@ pub fn reexec_with_huge_pages() {
             cmd.arg0(arg0);
         }
         // Only returns on failure; then run as we are.
-        let _ = cmd
-            .args(args)
-            .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
-            .exec();
+        cmd.args(args).env(MIMALLOC, "1");
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            cmd.env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1");
+        }
+        let _ = cmd.exec();
     }
 }

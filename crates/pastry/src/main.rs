@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Faster than glibc's malloc for the simulator's millions of small per-node blocks (10%
+// at 300,000 nodes, with huge pages), and no worse for real nodes.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Pastry: a structured peer-to-peer overlay (Rowstron & Druschel), simulated or real.
 #[derive(Debug, Parser)]
 #[command(name = "pastry", version, about, long_about = None)]
