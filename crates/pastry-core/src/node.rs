@@ -2058,9 +2058,8 @@ impl<A: Address> Node<A> {
     /// True when this node or one of its leaf-set members belongs in the leaf set of `owner`
     /// (whose members are `list`) but is not in it.
     fn missing_from(&self, owner: NodeId, list: &[NodeHandle<A>]) -> bool {
-        let ours = std::iter::once(self.t.me.id)
-            .chain(self.t.leaf_set.members().map(|l| l.handle.id))
-            .filter(|&id| id != owner);
+        let ours =
+            std::iter::once(self.t.me.id).chain(self.t.leaf_set.members().map(|l| l.handle.id));
         LeafSet::accepts_any(owner, self.t.leaf_set.half(), list, ours)
     }
 
