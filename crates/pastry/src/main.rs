@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 // Faster than glibc's malloc for the simulator's millions of small per-node blocks (10%
-// at 300,000 nodes, with huge pages). Real nodes run on it too; their throughput on it
-// has not been measured against glibc's malloc.
+// at 300,000 nodes, with huge pages), and for real nodes (pastry-net's `throughput`
+// bench with it as global allocator: ~21 us of CPU per hop handled against ~27 us).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
