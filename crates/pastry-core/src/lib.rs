@@ -80,6 +80,7 @@ pub mod config;
 pub mod handle;
 mod headheap;
 pub mod id;
+mod idfilter;
 mod idmap;
 pub mod leafset;
 #[cfg(any(test, feature = "testing"))]

@@ -3,6 +3,7 @@
 //! Not used for routing decisions in the common case; it seeds proximity-aware tables
 //! (a joining node learns nearby nodes from it) and offers alternatives in the rare case.
 
+use crate::idfilter::IdFilter;
 use crate::routing_table::Entry;
 use crate::{NodeHandle, NodeId};
 
@@ -11,23 +12,14 @@ use crate::{NodeHandle, NodeId};
 pub struct NeighborhoodSet<A> {
     cap: usize,
     entries: Vec<Entry<A>>,
-    /// Bit `id mod 128` of every member's id, and of some former members until `stale` of
-    /// them pile up and the filter is recomputed: most ids asked about are not members,
-    /// and the filter says so without a scan of the entries (a million-node simulation
-    /// spent a third of its per-message bookkeeping in that scan).
-    filter: u128,
-    stale: u8,
+    /// Over `id mod 128`: most ids asked about are not members, and the filter says so
+    /// without a scan of the entries (a million-node simulation spent a third of its
+    /// per-message bookkeeping in that scan).
+    filter: IdFilter<2>,
     /// The farthest member's RTT (0 when empty): an offer the full set would refuse is
     /// refused without reading the entries (most offers are).
     worst: u32,
 }
-
-fn bit(id: NodeId) -> u128 {
-    1 << (id.as_u128() & 127)
-}
-
-/// Members that may leave a stale filter bit before the filter is recomputed.
-const STALE_MAX: u8 = 16;
 
 impl<A: Copy + PartialEq> NeighborhoodSet<A> {
     /// An empty set holding at most `cap` nodes.
@@ -35,14 +27,13 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         NeighborhoodSet {
             cap,
             entries: Vec::new(),
-            filter: 0,
-            stale: 0,
+            filter: IdFilter::new(),
             worst: 0,
         }
     }
 
     fn position(&self, id: NodeId) -> Option<usize> {
-        if self.filter & bit(id) == 0 {
+        if !self.filter.may_hold(id) {
             return None;
         }
         self.entries.iter().position(|e| e.handle.id == id)
@@ -54,13 +45,11 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
         self.worst = self.entries.last().map_or(0, |e| e.rtt.srtt_us);
     }
 
-    /// A member left: its filter bit may now be stale. Recomputes the filter when
-    /// [`STALE_MAX`] such bits may have piled up.
+    /// A member left: its filter bit may now be stale.
     fn forgot(&mut self) {
-        self.stale += 1;
-        if self.stale >= STALE_MAX {
-            self.stale = 0;
-            self.filter = self.entries.iter().fold(0, |f, e| f | bit(e.handle.id));
+        if self.filter.forgot() {
+            self.filter
+                .rebuild(self.entries.iter().map(|e| e.handle.id));
         }
     }
 
@@ -116,7 +105,7 @@ impl<A: Copy + PartialEq> NeighborhoodSet<A> {
             self.entries.reserve_exact(want - self.entries.len());
         }
         self.entries.insert(pos, Entry { handle, rtt });
-        self.filter |= bit(handle.id);
+        self.filter.insert(handle.id);
         self.refresh_worst();
         true
     }

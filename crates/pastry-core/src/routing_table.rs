@@ -5,6 +5,7 @@
 //! Rows are allocated only up to the deepest populated one, so a node in a ring of N holds
 //! about log_{2^b} N rows of 2^b slots, not 128 / b of them.
 
+use crate::idfilter::IdFilter;
 use crate::rtt::Rtt;
 use crate::{NodeHandle, NodeId};
 
@@ -38,22 +39,12 @@ pub struct RoutingTable<A> {
     /// The allocated rows back to back, `2^b` slots each: one allocation per table and one
     /// pointer to follow per lookup (a simulator holds a million tables).
     slots: Vec<Option<Entry<A>>>,
-    /// Bit `id mod 256` is set for every member, and for some former members until
-    /// `stale` of them pile up and the filter is recomputed. Most ids a node looks up are
-    /// not in its table; the filter answers those without reading `slots`.
-    filter: [u64; 4],
-    stale: u8,
+    /// Over `id mod 256`: most ids a node looks up are not in its table; the filter
+    /// answers those without reading `slots`.
+    filter: IdFilter<4>,
     /// Entries in `slots` (nodes ask on every table change whether they know more nodes
     /// than the leaf set holds; counting would read the whole table).
     count: u16,
-}
-
-/// Members that may leave a stale filter bit before [`RoutingTable::filter`] is recomputed.
-const STALE_MAX: u8 = 16;
-
-fn bit(id: NodeId) -> (usize, u64) {
-    let v = id.as_u128() as u8;
-    (usize::from(v >> 6), 1 << (v & 63))
 }
 
 impl<A: Copy + PartialEq> RoutingTable<A> {
@@ -63,8 +54,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             own,
             b,
             slots: Vec::new(),
-            filter: [0; 4],
-            stale: 0,
+            filter: IdFilter::new(),
             count: 0,
         }
     }
@@ -140,12 +130,11 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             self.slots.reserve_exact(need - self.slots.len());
             self.slots.resize(need, None);
         }
-        let (word, mask) = bit(handle.id);
         let slot = &mut self.slots[(row << self.b) + col];
         match slot {
             None => {
                 *slot = Some(Entry { handle, rtt });
-                self.filter[word] |= mask;
+                self.filter.insert(handle.id);
                 self.count += 1;
                 Inserted::New
             }
@@ -159,7 +148,7 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
             Some(e) if rtt.proximity() < e.rtt.proximity() => {
                 let old = e.handle;
                 *e = Entry { handle, rtt };
-                self.filter[word] |= mask;
+                self.filter.insert(handle.id);
                 self.forgot();
                 Inserted::Replaced(old)
             }
@@ -209,21 +198,14 @@ impl<A: Copy + PartialEq> RoutingTable<A> {
 
     /// False when `id` is surely not a member (its filter bit is clear).
     fn may_hold(&self, id: NodeId) -> bool {
-        let (word, mask) = bit(id);
-        self.filter[word] & mask != 0
+        self.filter.may_hold(id)
     }
 
-    /// A member left: its filter bit may now be stale. Recomputes the filter when
-    /// [`STALE_MAX`] such bits may have piled up.
+    /// A member left: its filter bit may now be stale.
     fn forgot(&mut self) {
-        self.stale += 1;
-        if self.stale >= STALE_MAX {
-            self.stale = 0;
-            self.filter = [0; 4];
-            for e in self.slots.iter().flatten() {
-                let (word, mask) = bit(e.handle.id);
-                self.filter[word] |= mask;
-            }
+        if self.filter.forgot() {
+            let members = self.slots.iter().flatten().map(|e| e.handle.id);
+            self.filter.rebuild(members);
         }
     }
 
