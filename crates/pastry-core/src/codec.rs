@@ -11,7 +11,7 @@
 //! |-------:|-----:|----------------------------------------------------------|
 //! | 0      | 2    | magic, [`MAGIC`] (`b"PY"`)                                |
 //! | 2      | 1    | format version, [`VERSION`]                              |
-//! | 3      | 1    | message type, [`MessageKind`] `as u8` (1..=11)           |
+//! | 3      | 1    | message type, [`MessageKind`] `as u8` (1..=13)           |
 //! | 4      | 4    | body length in bytes, `u32` big-endian                   |
 //! | 8      | n    | body                                                     |
 //!
@@ -58,7 +58,7 @@ use crate::{Address, NodeHandle, NodeId};
 pub const MAGIC: [u8; 2] = *b"PY";
 /// The wire format version this codec writes and accepts.
 /// Version 2: `RowReply` carries the sender's RTT to each entry.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Length of the frame header: magic, version, type, body length.
 pub const HEADER_LEN: usize = 8;
 /// Largest frame, header included.
@@ -350,7 +350,9 @@ fn check_bounds<A>(body: &Body<A>) -> Result<(), EncodeError> {
         | Body::Direct { .. }
         | Body::Probe { .. }
         | Body::RowRequest { .. }
-        | Body::Announce { .. } => Ok(()),
+        | Body::Announce { .. }
+        | Body::IndirectProbe { .. }
+        | Body::IndirectProbeReply { .. } => Ok(()),
     }
 }
 
@@ -394,6 +396,8 @@ fn body_len<A: Address>(body: &Body<A>) -> usize {
         } => 1 + handles_len(entries) + 4 * rtt_us.len(),
         Body::Announce { .. } => 4,
         Body::Leave { leaf_set } => handles_len(leaf_set),
+        Body::IndirectProbe { target, .. } => handle_len(target) + 8,
+        Body::IndirectProbeReply { .. } => ID_LEN + 8,
     }
 }
 
@@ -514,6 +518,14 @@ fn put_body<A: Address>(out: &mut Vec<u8>, body: &Body<A>) {
         }
         Body::Announce { rtt_us } => out.extend_from_slice(&rtt_us.to_be_bytes()),
         Body::Leave { leaf_set } => put_handles(out, leaf_set),
+        Body::IndirectProbe { target, nonce } => {
+            put_handle(out, target);
+            out.extend_from_slice(&nonce.to_be_bytes());
+        }
+        Body::IndirectProbeReply { target, nonce } => {
+            put_id(out, *target);
+            out.extend_from_slice(&nonce.to_be_bytes());
+        }
     }
 }
 
@@ -740,6 +752,14 @@ fn read_body<A: Address>(kind: MessageKind, r: &mut Reader<'_>) -> Result<Body<A
         MessageKind::Leave => Body::Leave {
             leaf_set: read_handles(r)?,
         },
+        MessageKind::IndirectProbe => Body::IndirectProbe {
+            target: read_handle(r)?,
+            nonce: r.u64()?,
+        },
+        MessageKind::IndirectProbeReply => Body::IndirectProbeReply {
+            target: read_id(r)?,
+            nonce: r.u64()?,
+        },
     })
 }
 
@@ -838,6 +858,14 @@ mod tests {
             msg(Body::Leave {
                 leaf_set: vec![h(10)],
             }),
+            msg(Body::IndirectProbe {
+                target: h(11),
+                nonce: 12,
+            }),
+            msg(Body::IndirectProbeReply {
+                target: id(11),
+                nonce: 12,
+            }),
         ]
     }
 
@@ -879,7 +907,7 @@ mod tests {
                 hop_id: 0x0102_0304_0506_0708,
             },
         };
-        let mut want = b"PY\x04\x02\x00\x00\x00\x18".to_vec();
+        let mut want = b"PY\x05\x02\x00\x00\x00\x18".to_vec();
         want.extend_from_slice(&[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
         want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(enc(&m), want);
@@ -890,11 +918,25 @@ mod tests {
                 leaf_set: vec![NodeHandle::new(NodeId::MAX, 0xaabb_ccdd)],
             },
         };
-        let mut want = b"PY\x04\x0b\x00\x00\x00\x26".to_vec();
+        let mut want = b"PY\x05\x0b\x00\x00\x00\x26".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 1]);
         want.extend_from_slice(&[0xff; 16]);
         want.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        assert_eq!(enc(&m), want);
+
+        let m: Message<u32> = Message {
+            sender: NodeId::ZERO,
+            body: Body::IndirectProbe {
+                target: NodeHandle::new(NodeId::MAX, 0xaabb_ccdd),
+                nonce: 0x0102_0304_0506_0708,
+            },
+        };
+        let mut want = b"PY\x05\x0c\x00\x00\x00\x2c".to_vec();
+        want.extend_from_slice(&[0; 16]);
+        want.extend_from_slice(&[0xff; 16]);
+        want.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(enc(&m), want);
 
         let m: Message<u32> = Message {
@@ -904,7 +946,7 @@ mod tests {
                 rtt_us: 0x0102_0304,
             },
         };
-        let mut want = b"PY\x04\x08\x00\x00\x00\x15".to_vec();
+        let mut want = b"PY\x05\x08\x00\x00\x00\x15".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[3, 1, 2, 3, 4]);
         assert_eq!(enc(&m), want);
@@ -918,7 +960,7 @@ mod tests {
                 room_us: 0x0a0b_0c0d,
             },
         };
-        let mut want = b"PY\x04\x06\x00\x00\x00\x1f".to_vec();
+        let mut want = b"PY\x05\x06\x00\x00\x00\x1f".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d]);
         assert_eq!(enc(&m), want);
@@ -962,7 +1004,7 @@ mod tests {
 
     #[test]
     fn unknown_type() {
-        for t in [0, 12, 200, 255] {
+        for t in [0, 14, 200, 255] {
             let mut f = enc(&samples()[2]);
             f[3] = t;
             assert_eq!(decode::<u32>(&f), Err(DecodeError::UnknownType(t)));
@@ -1419,6 +1461,10 @@ mod tests {
             }),
             any::<u32>().prop_map(|rtt_us| Body::Announce { rtt_us }),
             hs().prop_map(|leaf_set| Body::Leave { leaf_set }),
+            (arb_handle(addr.clone()), any::<u64>())
+                .prop_map(|(target, nonce)| Body::IndirectProbe { target, nonce }),
+            (arb_id(), any::<u64>())
+                .prop_map(|(target, nonce)| Body::IndirectProbeReply { target, nonce }),
         ]
     }
 

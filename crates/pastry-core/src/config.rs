@@ -39,6 +39,10 @@ pub struct Config {
     /// `probe_timeout_min` because a late ack costs only a rerouted copy, while every dead
     /// routing-table entry a route meets costs it this long. Default 40 ms.
     pub ack_timeout_min: Duration,
+    /// Leaf-set members asked to probe a member whose own probes all went unanswered,
+    /// before it is declared dead (SWIM's indirect probes): a live member whose probes were
+    /// lost on one path is kept. 0 declares it dead at once. Default 3.
+    pub indirect_probes: usize,
     /// Outstanding probes at most; candidates beyond are skipped (liveness checks of
     /// current members may use twice as many). Default 256.
     pub max_outstanding_probes: usize,
@@ -112,6 +116,7 @@ impl Default for Config {
             probe_timeout_max: Duration::from_secs(2),
             probe_retries: 2,
             ack_timeout_min: Duration::from_millis(40),
+            indirect_probes: 3,
             max_outstanding_probes: 256,
             max_reroutes: 12,
             max_hops: 40,
@@ -198,6 +203,9 @@ impl Config {
         }
         if self.probe_retries > 10 {
             return err("probe_retries", "must be at most 10");
+        }
+        if self.indirect_probes > 16 {
+            return err("indirect_probes", "must be at most 16");
         }
         if self.max_outstanding_probes < self.leaf_set_size {
             return err("max_outstanding_probes", "must be at least leaf_set_size");

@@ -112,6 +112,22 @@ pub enum Body<A> {
         /// The sender's leaf set, to help the receiver repair its own.
         leaf_set: Vec<NodeHandle<A>>,
     },
+    /// Asks a leaf-set member to probe `target` on the sender's behalf: the sender's own
+    /// probes of `target` all went unanswered (SWIM's indirect probe). Lost packets on
+    /// one path then do not make a live member look dead.
+    IndirectProbe {
+        /// The node the sender suspects.
+        target: NodeHandle<A>,
+        /// Echoed in the reply.
+        nonce: u64,
+    },
+    /// Answer to an [`Body::IndirectProbe`], sent only when `target` answered the probe.
+    IndirectProbeReply {
+        /// The node that answered.
+        target: NodeId,
+        /// The request's nonce.
+        nonce: u64,
+    },
 }
 
 impl<A> Body<A> {
@@ -129,6 +145,8 @@ impl<A> Body<A> {
             Body::RowReply { .. } => MessageKind::RowReply,
             Body::Announce { .. } => MessageKind::Announce,
             Body::Leave { .. } => MessageKind::Leave,
+            Body::IndirectProbe { .. } => MessageKind::IndirectProbe,
+            Body::IndirectProbeReply { .. } => MessageKind::IndirectProbeReply,
         }
     }
 }
@@ -149,11 +167,13 @@ pub enum MessageKind {
     RowReply = 9,
     Announce = 10,
     Leave = 11,
+    IndirectProbe = 12,
+    IndirectProbeReply = 13,
 }
 
 impl MessageKind {
     /// Every kind, in wire order.
-    pub const ALL: [MessageKind; 11] = [
+    pub const ALL: [MessageKind; 13] = [
         MessageKind::Route,
         MessageKind::RouteAck,
         MessageKind::Direct,
@@ -165,6 +185,8 @@ impl MessageKind {
         MessageKind::RowReply,
         MessageKind::Announce,
         MessageKind::Leave,
+        MessageKind::IndirectProbe,
+        MessageKind::IndirectProbeReply,
     ];
 
     /// The kind with this wire byte.
@@ -188,6 +210,8 @@ impl MessageKind {
             MessageKind::RowReply => "row_reply",
             MessageKind::Announce => "announce",
             MessageKind::Leave => "leave",
+            MessageKind::IndirectProbe => "indirect_probe",
+            MessageKind::IndirectProbeReply => "indirect_probe_reply",
         }
     }
 }

@@ -240,6 +240,14 @@ impl World {
             MessageKind::Leave => Body::Leave {
                 leaf_set: self.handles(rng),
             },
+            MessageKind::IndirectProbe => Body::IndirectProbe {
+                target: self.handle(rng),
+                nonce: rng.next_u64(),
+            },
+            MessageKind::IndirectProbeReply => Body::IndirectProbeReply {
+                target: self.id(rng),
+                nonce: rng.next_u64(),
+            },
         };
         Message {
             sender: self.id(rng),
@@ -275,7 +283,7 @@ fn hostile_frame(rng: &mut Rng, world: &World) -> Vec<u8> {
         4 => f.extend((0..=rng.below(8)).map(|_| rng.next_u64() as u8)),
         5 => {
             // Another type byte over the same body.
-            f[3] = rng.below(13) as u8;
+            f[3] = rng.below(MessageKind::ALL.len() as u64 + 2) as u8;
         }
         _ => {
             // Overwrite a random stretch past the header.
@@ -314,7 +322,9 @@ fn sanitize(msg: &mut Message<u32>, total: u32) {
         | Body::Direct { .. }
         | Body::Probe { .. }
         | Body::RowRequest { .. }
-        | Body::Announce { .. } => {}
+        | Body::Announce { .. }
+        | Body::IndirectProbeReply { .. } => {}
+        Body::IndirectProbe { target, .. } => fix(target),
     }
 }
 
@@ -601,6 +611,14 @@ fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
         },
         Body::Announce { rtt_us: 1 },
         Body::Leave { leaf_set: vec![] },
+        Body::IndirectProbe {
+            target: sender,
+            nonce: 1,
+        },
+        Body::IndirectProbeReply {
+            target: sender.id,
+            nonce: 1,
+        },
     ];
     bodies
         .into_iter()
@@ -949,6 +967,13 @@ fn invalid_configs_are_rejected_naming_the_field() {
             },
         ),
         (
+            "indirect_probes",
+            Config {
+                indirect_probes: 17,
+                ..d()
+            },
+        ),
+        (
             "max_outstanding_probes",
             Config {
                 max_outstanding_probes: 15,
@@ -1064,6 +1089,14 @@ fn invalid_configs_are_rejected_naming_the_field() {
         },
         Config {
             max_outstanding_probes: 16,
+            ..d()
+        },
+        Config {
+            indirect_probes: 0,
+            ..d()
+        },
+        Config {
+            indirect_probes: 16,
             ..d()
         },
         Config {

@@ -120,6 +120,7 @@ struct FileConfig {
     probe_timeout_max_ms: Option<u64>,
     ack_timeout_min_ms: Option<u64>,
     probe_retries: Option<u32>,
+    indirect_probes: Option<usize>,
     max_outstanding_probes: Option<usize>,
     max_reroutes: Option<u8>,
     max_hops: Option<u8>,
@@ -240,7 +241,8 @@ pub fn parse_node(origin: &str, text: &str) -> anyhow::Result<NodeConfigs> {
             $(if let Some(v) = file.$k { cfg.$d = Duration::from_millis(v); })*
         };
     }
-    set!(b, leaf_set_size, neighborhood_size, probe_retries, max_outstanding_probes,
+    set!(b, leaf_set_size, neighborhood_size, probe_retries, indirect_probes,
+        max_outstanding_probes,
         max_reroutes, max_hops, max_pending_acks, max_held_messages, max_payload_bytes,
         join_attempts, announce, rt_maintenance_probes, row_probes, failed_set_size, dedup_window;
         heartbeat_interval => heartbeat_interval_ms,

@@ -1273,6 +1273,7 @@ impl Driver {
             ("probes_sent", s.probes_sent),
             ("nodes_declared_dead", s.nodes_declared_dead),
             ("probes_inconclusive", s.probes_inconclusive),
+            ("probes_rescued", s.probes_rescued),
             ("ignored", s.ignored),
             ("duplicates", s.duplicates),
             ("messages_in", sum(&t.messages_in)),

@@ -271,10 +271,10 @@ mod tests {
         hops.observe(3.0);
         let m = NodeMetrics {
             id: NodeId::from_u128(1),
-            messages_in: [1; 11],
-            bytes_in: [10; 11],
-            messages_out: [2; 11],
-            bytes_out: [20; 11],
+            messages_in: [1; MessageKind::ALL.len()],
+            bytes_in: [10; MessageKind::ALL.len()],
+            messages_out: [2; MessageKind::ALL.len()],
+            bytes_out: [20; MessageKind::ALL.len()],
             counters: BTreeMap::from([("routes_originated".to_string(), 5)]),
             gauges: BTreeMap::from([("leaf_set_size".to_string(), 4)]),
             hops,
@@ -289,13 +289,17 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 2\n"));
         assert_eq!(
             sum_metric(&text, "pastry_bytes_out_total"),
-            2.0 * 11.0 * 20.0
+            2.0 * MessageKind::ALL.len() as f64 * 20.0
         );
         // The plain totals kept for `/status` do not repeat a per-type family.
         let mut m3 = m.clone();
-        m3.counters.insert("messages_out".to_string(), 22);
+        let total = 2 * MessageKind::ALL.len() as u64;
+        m3.counters.insert("messages_out".to_string(), total);
         let single = render_metrics(&[m3]);
-        assert_eq!(sum_metric(&single, "pastry_messages_out_total"), 22.0);
+        assert_eq!(
+            sum_metric(&single, "pastry_messages_out_total"),
+            total as f64
+        );
         assert_eq!(
             single.matches("# TYPE pastry_messages_out_total ").count(),
             1,
