@@ -231,6 +231,41 @@ struct Probe<A> {
     flags: u8,
     /// It sent us something while under probe: alive, whatever becomes of the probe.
     heard: bool,
+    /// Our own tries are over; only the other members' answers are awaited.
+    via_wait: bool,
+    /// What few probes need, out of line: a probe is in a map on every node with one
+    /// outstanding, so its size counts at a million nodes.
+    extra: Option<Box<ProbeExtra<A>>>,
+}
+
+impl<A> Probe<A> {
+    fn extra(&mut self) -> &mut ProbeExtra<A> {
+        self.extra.get_or_insert_with(|| {
+            Box::new(ProbeExtra {
+                notify: Vec::new(),
+                via: 0,
+                via_until: Instant::ZERO,
+                relay: Vec::new(),
+            })
+        })
+    }
+
+    /// The nonce of the [`Body::IndirectProbe`]s sent about it, 0 when none were.
+    fn via(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |e| e.via)
+    }
+
+    fn notify(&self) -> &[NodeHandle<A>] {
+        self.extra.as_ref().map_or(&[], |e| &e.notify)
+    }
+
+    fn relay(&self) -> &[(NodeHandle<A>, u64)] {
+        self.extra.as_ref().map_or(&[], |e| &e.relay)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ProbeExtra<A> {
     /// Leaf-set members a failure notice's sender could not reach (not in its leaf set):
     /// told in turn if the probe confirms the failure.
     notify: Vec<NodeHandle<A>>,
@@ -238,8 +273,6 @@ struct Probe<A> {
     /// carry, and until when those answers are waited for.
     via: u64,
     via_until: Instant,
-    /// Our own tries are over; only the other members' answers are awaited.
-    via_wait: bool,
     /// Members that asked us to probe it ([`Body::IndirectProbe`]) and their nonces:
     /// answered if it answers us.
     relay: Vec<(NodeHandle<A>, u64)>,
@@ -1706,11 +1739,8 @@ impl<A: Address> Node<A> {
                 tries: 0,
                 flags,
                 heard: false,
-                notify: Vec::new(),
-                via: 0,
-                via_until: now,
                 via_wait: false,
-                relay: Vec::new(),
+                extra: None,
             },
         );
         self.send_probe(now, h, nonce, flags);
@@ -1755,7 +1785,7 @@ impl<A: Address> Node<A> {
             return;
         };
         self.probes.remove(&sender.id);
-        self.relay_alive(sender.id, &p.relay);
+        self.relay_alive(sender.id, p.relay());
         if p.flags & P_SUSPECT != 0 {
             self.release(now, Wait::Suspect(sender.id));
         }
@@ -1820,7 +1850,7 @@ impl<A: Address> Node<A> {
         // request): others probe it too from now on, in parallel with our retries, so a
         // lossy path between us alone does not make it look dead (and an answer through
         // them ends the probe early).
-        if p.via == 0 && !p.heard && p.flags & P_NOTICE == 0 && p.flags != P_RELAY {
+        if p.via() == 0 && !p.heard && p.flags & P_NOTICE == 0 && p.flags != P_RELAY {
             let ours: Duration = (p.tries + 1..=retries)
                 .map(|k| self.probe_timeout(id, k))
                 .sum();
@@ -1844,12 +1874,14 @@ impl<A: Address> Node<A> {
             self.probes.remove(&id);
             return;
         }
-        if !p.heard && p.via != 0 && now < p.via_until {
+        if let Some(until) = p.extra.as_ref().filter(|e| e.via != 0).map(|e| e.via_until)
+            && !p.heard
+            && now < until
+        {
             p.via_wait = true;
             let nonce = self.next_id + 1;
             self.next_id = nonce;
             p.nonce = nonce;
-            let until = p.via_until;
             self.set_timer(until, Timer::Probe(id, nonce));
             return;
         }
@@ -1897,8 +1929,9 @@ impl<A: Address> Node<A> {
             wait = wait.min(ours);
         }
         if let Some(p) = self.probes.get_mut(&id) {
-            p.via = nonce;
-            p.via_until = now + wait;
+            let e = p.extra();
+            e.via = nonce;
+            e.via_until = now + wait;
         }
     }
 
@@ -1913,7 +1946,7 @@ impl<A: Address> Node<A> {
             // leaf-set member and deliver its keys here (simulator, 5% loss: such removals
             // were the wrong deliveries).
             self.stats.probes_inconclusive += 1;
-            self.relay_alive(id, &p.relay);
+            self.relay_alive(id, p.relay());
             if p.flags & P_JOIN != 0 {
                 self.join_probe_done(now, id);
             }
@@ -1921,7 +1954,7 @@ impl<A: Address> Node<A> {
             self.release(now, Wait::Suspect(id));
             return;
         }
-        self.remove_node(now, id, true, (p.flags, p.tries == 0), &p.notify);
+        self.remove_node(now, id, true, (p.flags, p.tries == 0), p.notify());
         if p.flags & P_JOIN != 0 {
             self.join_probe_done(now, id);
         }
@@ -1952,10 +1985,10 @@ impl<A: Address> Node<A> {
         }
         self.probe(now, target, P_RELAY);
         if let Some(p) = self.probes.get_mut(&target.id)
-            && p.relay.len() < RELAYS_MAX
-            && !p.relay.iter().any(|(h, _)| h.id == sender.id)
+            && p.relay().len() < RELAYS_MAX
+            && !p.relay().iter().any(|(h, _)| h.id == sender.id)
         {
-            p.relay.push((sender, nonce));
+            p.extra().relay.push((sender, nonce));
         }
     }
 
@@ -1964,14 +1997,14 @@ impl<A: Address> Node<A> {
         let Some(p) = self.probes.get(&target) else {
             return; // a later helper's answer, or the probe ended otherwise
         };
-        if p.via == 0 || p.via != nonce {
+        if p.via() == 0 || p.via() != nonce {
             return;
         }
         let Some(p) = self.probes.remove(&target) else {
             return;
         };
         self.stats.probes_rescued += 1;
-        self.relay_alive(target, &p.relay);
+        self.relay_alive(target, p.relay());
         self.release(now, Wait::Suspect(target));
         if p.flags & P_JOIN != 0 {
             self.join_probe_done(now, target);
@@ -2023,8 +2056,8 @@ impl<A: Address> Node<A> {
                 .collect();
             if let Some(p) = self.probes.get_mut(&id) {
                 for m in beyond {
-                    if !p.notify.iter().any(|x| x.id == m.id) {
-                        p.notify.push(m);
+                    if !p.notify().iter().any(|x| x.id == m.id) {
+                        p.extra().notify.push(m);
                     }
                 }
             }
