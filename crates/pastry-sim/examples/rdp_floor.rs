@@ -6,6 +6,10 @@
 //! digit c at position r (perfect proximity neighbour selection). It then routes random
 //! lookups with Pastry's rule and reports hops and RDP. With `--rt-candidates K` each slot
 //! holds the nearest of only K uniformly random candidates instead (K = 1: random tables).
+//! `--know-group K` measures a routing extension, not Pastry: a node whose own prefix group
+//! at a table hop's row (the nodes sharing as many leading digits with it as the key does)
+//! has at most K members knows them all, and sends the message straight to the one
+//! numerically closest to the key.
 //!
 //! The network reproduces the simulator's plane model (`src/net.rs`): positions uniform on a
 //! 1000 x 1000 plane, stored as `f32`; one-way latency is the Euclidean distance at 100 us
@@ -37,12 +41,15 @@ const MAX_HOPS: usize = 64;
 const NONE: u32 = u32::MAX;
 
 const USAGE: &str = "\
-usage: rdp_floor [--nodes N] [--lookups L] [--seed S] [--rt-candidates K]
+usage: rdp_floor [--nodes N] [--lookups L] [--seed S] [--rt-candidates K] [--know-group K]
   --nodes N           nodes on the ring (default 100000, at least 2)
   --lookups L         random lookups to route (default 200000, at least 1)
   --seed S            seed for ids, positions, lookups and candidate draws (default 1)
   --rt-candidates K   each routing-table slot holds the nearest of K random candidates
-                      (default: all candidates, i.e. perfect proximity tables)";
+                      (default: all candidates, i.e. perfect proximity tables)
+  --know-group K      a node knows its whole prefix group at a table hop's row when it has
+                      at most K members, and goes to the one closest to the key (default 0:
+                      Pastry's rule)";
 
 /// Command-line options.
 #[derive(Debug)]
@@ -51,6 +58,7 @@ struct Opts {
     lookups: usize,
     seed: u64,
     rt_candidates: Option<usize>,
+    know_group: usize,
 }
 
 /// Parses argv; `Err` carries the message to print before the usage text.
@@ -60,13 +68,21 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         lookups: 200_000,
         seed: 1,
         rt_candidates: None,
+        know_group: 0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
         }
-        if !["--nodes", "--lookups", "--seed", "--rt-candidates"].contains(&flag.as_str()) {
+        let flags = [
+            "--nodes",
+            "--lookups",
+            "--seed",
+            "--rt-candidates",
+            "--know-group",
+        ];
+        if !flags.contains(&flag.as_str()) {
             return Err(format!("unknown argument `{flag}`"));
         }
         let val = it
@@ -83,6 +99,9 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                 o.lookups = usize::try_from(num("--lookups")?).map_err(|e| e.to_string())?;
             }
             "--seed" => o.seed = num("--seed")?,
+            "--know-group" => {
+                o.know_group = usize::try_from(num("--know-group")?).map_err(|e| e.to_string())?;
+            }
             "--rt-candidates" => {
                 o.rt_candidates =
                     Some(usize::try_from(num("--rt-candidates")?).map_err(|e| e.to_string())?);
@@ -411,11 +430,28 @@ enum HopKind {
     Leaf,
     Table,
     Fallback,
+    Group,
+}
+
+/// The member of the group of nodes sharing the first `l` digits of `key` (a contiguous
+/// run of the sorted ids) numerically closest to `key`, when the group has at most `max`
+/// members.
+fn closest_in_small_group(ov: &Overlay, key: NodeId, l: usize, max: usize) -> Option<usize> {
+    let bits = u32::from(B) * l as u32;
+    let mask = u128::MAX.checked_shr(bits).unwrap_or(0);
+    let lo = key.as_u128() & !mask;
+    let hi = lo | mask;
+    let a = ov.ids.partition_point(|i| i.as_u128() < lo);
+    let b = ov.ids.partition_point(|i| i.as_u128() <= hi);
+    if b - a > max {
+        return None;
+    }
+    (a..b).min_by(|&p, &q| key.cmp_closeness(ov.ids[p], ov.ids[q]))
 }
 
 /// The next hop from `x` for `key`, or `None` when `x` is where the key is delivered or
 /// (a failure) when no known node is closer.
-fn next_hop(ov: &Overlay, x: usize, key: NodeId) -> Option<(usize, HopKind)> {
+fn next_hop(ov: &Overlay, x: usize, key: NodeId, know_group: usize) -> Option<(usize, HopKind)> {
     if ov.in_leaf_range(x, key) {
         let best = std::iter::once(x)
             .chain(ov.leaves(x))
@@ -423,6 +459,12 @@ fn next_hop(ov: &Overlay, x: usize, key: NodeId) -> Option<(usize, HopKind)> {
         return (best != x).then_some((best, HopKind::Leaf));
     }
     let l = key.shared_prefix_len(ov.ids[x], B);
+    if know_group > 0
+        && let Some(y) = closest_in_small_group(ov, key, l, know_group)
+        && y != x
+    {
+        return Some((y, HopKind::Group));
+    }
     let s = ov.slot(x, l, key.digit(l, B) as usize);
     if s != NONE {
         return Some((s as usize, HopKind::Table));
@@ -457,7 +499,7 @@ struct Stats {
     /// Sum and count of the i-th hop's latency (index 0 = first hop).
     nth_hop: Vec<(u128, usize)>,
     last_hop: (u128, usize),
-    kinds: [usize; 3],
+    kinds: [usize; 4],
     last_leaf: usize,
 }
 
@@ -476,7 +518,7 @@ fn route_all(ov: &Overlay, o: &Opts, seeds: &mut Rng) -> Stats {
         path.clear();
         let mut x = origin;
         let ok = loop {
-            match next_hop(ov, x, key) {
+            match next_hop(ov, x, key, o.know_group) {
                 None => break x == root,
                 Some(_) if path.len() == MAX_HOPS => break false,
                 Some((y, kind)) => {
@@ -532,13 +574,17 @@ fn report(o: &Opts, ov: &Overlay, st: &Stats, build_s: f64, route_s: f64) {
     let n = ov.ids.len();
     let filled = ov.table.iter().filter(|&&s| s != NONE).count();
     println!(
-        "rdp_floor: nodes {n}, lookups {}, seed {}, b {B}, |L| {}, tables {}",
+        "rdp_floor: nodes {n}, lookups {}, seed {}, b {B}, |L| {}, tables {}{}",
         o.lookups,
         o.seed,
         2 * LEAF_HALF,
         match o.rt_candidates {
             None => "perfect (nearest of all candidates)".to_string(),
             Some(k) => format!("nearest of {k} random candidates"),
+        },
+        match o.know_group {
+            0 => String::new(),
+            k => format!(", prefix groups of up to {k} nodes known whole"),
         }
     );
     println!(
@@ -603,10 +649,11 @@ fn report(o: &Opts, ov: &Overlay, st: &Stats, build_s: f64, route_s: f64) {
         100.0 * st.last_leaf as f64 / st.last_hop.1.max(1) as f64
     );
     println!(
-        "hops by kind: table {}, leaf set {}, fallback {}",
+        "hops by kind: table {}, leaf set {}, fallback {}, known group {}",
         st.kinds[HopKind::Table as usize],
         st.kinds[HopKind::Leaf as usize],
-        st.kinds[HopKind::Fallback as usize]
+        st.kinds[HopKind::Fallback as usize],
+        st.kinds[HopKind::Group as usize]
     );
 }
 
@@ -653,6 +700,7 @@ mod tests {
             lookups: 20_000,
             seed: 7,
             rt_candidates,
+            know_group: 0,
         }
     }
 
@@ -716,6 +764,32 @@ mod tests {
     }
 
     #[test]
+    fn known_groups_shorten_routes_and_still_reach_the_root() {
+        let o = opts(5000, None);
+        let mut seeds = Rng(o.seed);
+        let ov = build(&o, &mut seeds);
+        let pastry = route_all(&ov, &o, &mut Rng(11));
+        let o = Opts {
+            know_group: 32,
+            ..o
+        };
+        let known = route_all(&ov, &o, &mut Rng(11));
+        assert_eq!(known.failures, 0);
+        assert!(known.kinds[HopKind::Group as usize] > 0);
+        let hops = |st: &Stats| {
+            st.hop_hist
+                .iter()
+                .enumerate()
+                .map(|(h, c)| h * c)
+                .sum::<usize>()
+        };
+        assert!(hops(&known) < hops(&pastry));
+        // A group of one (the node alone) adds nothing.
+        let alone = route_all(&ov, &Opts { know_group: 1, ..o }, &mut Rng(11));
+        assert_eq!(hops(&alone), hops(&pastry));
+    }
+
+    #[test]
     fn bad_arguments_are_rejected() {
         let parse = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(parse(&["--nodes", "1"]).is_err());
@@ -723,5 +797,6 @@ mod tests {
         assert!(parse(&["--bogus", "3"]).is_err());
         assert!(parse(&["--rt-candidates", "0"]).is_err());
         assert_eq!(parse(&["--nodes", "10_000"]).map(|o| o.nodes), Ok(10_000));
+        assert_eq!(parse(&["--know-group", "32"]).map(|o| o.know_group), Ok(32));
     }
 }
