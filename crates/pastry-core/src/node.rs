@@ -1288,16 +1288,19 @@ impl<A: Address> Node<A> {
     }
 
     fn recently_failed(&self, id: NodeId) -> bool {
-        self.failed
-            .iter()
-            .any(|f| f.id == id && self.now.saturating_since(f.at) <= self.cfg.failed_set_ttl)
+        self.recent_failure(id).is_some()
     }
 
     /// Like [`Self::recently_failed`], without the failures only one unanswered probe says.
     fn recently_failed_surely(&self, id: NodeId) -> bool {
-        self.failed.iter().any(|f| {
-            f.id == id && !f.weak && self.now.saturating_since(f.at) <= self.cfg.failed_set_ttl
-        })
+        self.recent_failure(id).is_some_and(|f| !f.weak)
+    }
+
+    /// `id`'s entry in the failed set (one at most), unless it is older than the TTL.
+    fn recent_failure(&self, id: NodeId) -> Option<&Failed> {
+        self.failed
+            .iter()
+            .find(|f| f.id == id && self.now.saturating_since(f.at) <= self.cfg.failed_set_ttl)
     }
 
     /// Remembers a failure. When full, far nodes' entries go first: under churn a node sees
@@ -1870,8 +1873,13 @@ impl<A: Address> Node<A> {
             return;
         }
         if p.flags == P_RELAY {
-            // Silence proves nothing to us: we only probed it for someone else.
-            self.probes.remove(&id);
+            // Silence proves nothing to us: we only probed it for someone else, who hears
+            // that it is alive if it spoke to us meanwhile.
+            if let Some(p) = self.probes.remove(&id)
+                && p.heard
+            {
+                self.relay_alive(id, p.relay());
+            }
             return;
         }
         if let Some(until) = p.extra.as_ref().filter(|e| e.via != 0).map(|e| e.via_until)
@@ -3564,6 +3572,27 @@ mod tests {
         );
         assert!(n.leaf_set().contains(target.id));
         assert_eq!(n.stats().nodes_declared_dead, 0);
+        // Its probes unanswered but another message from it seen: alive, and said so.
+        let t0 = Instant::ZERO + Duration::from_secs(30);
+        let msg = Message {
+            sender: asker.id,
+            body: Body::IndirectProbe { target, nonce: 78 },
+        };
+        n.handle_message(t0, asker.addr, msg);
+        sent(&mut n);
+        let ack = Message {
+            sender: target.id,
+            body: Body::RouteAck { hop_id: 1 << 63 },
+        };
+        n.handle_message(t0 + Duration::from_millis(5), target.addr, ack);
+        let out = run_until(&mut n, t0 + Duration::from_secs(20));
+        assert!(out.contains(&(
+            asker.addr,
+            Body::IndirectProbeReply {
+                target: target.id,
+                nonce: 78,
+            }
+        )));
     }
 
     #[test]
