@@ -39,9 +39,10 @@ pub struct Config {
     /// `probe_timeout_min` because a late ack costs only a rerouted copy, while every dead
     /// routing-table entry a route meets costs it this long. Default 40 ms.
     pub ack_timeout_min: Duration,
-    /// Leaf-set members asked to probe a member whose own probes all went unanswered,
-    /// before it is declared dead (SWIM's indirect probes): a live member whose probes were
-    /// lost on one path is kept. 0 declares it dead at once. Default 3.
+    /// Other leaf-set members asked to probe a suspected member when our first probe of it
+    /// goes unanswered, while our retries go on (SWIM's indirect probes): a live member
+    /// whose probes were lost on one path is kept. 0: our own probes alone decide.
+    /// Default 3.
     pub indirect_probes: usize,
     /// Outstanding probes at most; candidates beyond are skipped (liveness checks of
     /// current members may use twice as many). Default 256.

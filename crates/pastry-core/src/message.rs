@@ -113,8 +113,8 @@ pub enum Body<A> {
         leaf_set: Vec<NodeHandle<A>>,
     },
     /// Asks a leaf-set member to probe `target` on the sender's behalf: the sender's own
-    /// probes of `target` all went unanswered (SWIM's indirect probe). Lost packets on
-    /// one path then do not make a live member look dead.
+    /// probe of `target` went unanswered (SWIM's indirect probe). Lost packets on one path
+    /// then do not make a live member look dead.
     IndirectProbe {
         /// The node the sender suspects.
         target: NodeHandle<A>,
