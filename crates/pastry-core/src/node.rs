@@ -1839,10 +1839,8 @@ impl<A: Address> Node<A> {
         // keeping a live one costs nothing but a table slot we refill (churn, 10,000
         // nodes, 2 h: 0.3 million of 2.1 million probes to dead nodes saved).
         let rt_only = p.flags & !(P_RT | P_SUSPECT) == 0 && !self.t.leaf_set.contains(id);
-        let retries = if p.flags == P_RELAY {
-            // Only asked by another member, which waits long enough for one retry.
-            self.cfg.probe_retries.min(1)
-        } else if p.flags & P_NOTICE != 0 {
+        // Probing only for another member gets one retry too: it waits long enough.
+        let retries = if p.flags & P_NOTICE != 0 || p.flags == P_RELAY {
             self.cfg.probe_retries.min(1)
         } else if (p.flags & !P_RT == 0 && !self.t.is_known(id)) || rt_only {
             0
@@ -1882,14 +1880,13 @@ impl<A: Address> Node<A> {
             }
             return;
         }
-        if let Some(until) = p.extra.as_ref().filter(|e| e.via != 0).map(|e| e.via_until)
-            && !p.heard
-            && now < until
-        {
-            p.via_wait = true;
-            let nonce = self.next_id + 1;
-            self.next_id = nonce;
-            p.nonce = nonce;
+        let helpers_until = p.extra.as_ref().filter(|e| e.via != 0).map(|e| e.via_until);
+        if let Some(until) = helpers_until.filter(|&u| !p.heard && now < u) {
+            let nonce = self.fresh_id();
+            if let Some(p) = self.probes.get_mut(&id) {
+                p.via_wait = true;
+                p.nonce = nonce;
+            }
             self.set_timer(until, Timer::Probe(id, nonce));
             return;
         }
@@ -2002,10 +1999,8 @@ impl<A: Address> Node<A> {
 
     /// Another member reached `target` after our own probes of it went unanswered.
     fn on_indirect_probe_reply(&mut self, now: Instant, target: NodeId, nonce: u64) {
-        let Some(p) = self.probes.get(&target) else {
-            return; // a later helper's answer, or the probe ended otherwise
-        };
-        if p.via() == 0 || p.via() != nonce {
+        // Not ours, a later helper's answer, or the probe ended otherwise: nothing to do.
+        if nonce == 0 || self.probes.get(&target).is_none_or(|p| p.via() != nonce) {
             return;
         }
         let Some(p) = self.probes.remove(&target) else {
