@@ -11,7 +11,7 @@
 //! |-------:|-----:|----------------------------------------------------------|
 //! | 0      | 2    | magic, [`MAGIC`] (`b"PY"`)                                |
 //! | 2      | 1    | format version, [`VERSION`]                              |
-//! | 3      | 1    | message type, [`MessageKind`] `as u8` (1..=13)           |
+//! | 3      | 1    | message type, [`MessageKind`] `as u8` (1..=15)           |
 //! | 4      | 4    | body length in bytes, `u32` big-endian                   |
 //! | 8      | n    | body                                                     |
 //!
@@ -57,8 +57,10 @@ use crate::{Address, NodeHandle, NodeId};
 /// The two bytes every frame starts with.
 pub const MAGIC: [u8; 2] = *b"PY";
 /// The wire format version this codec writes and accepts.
-/// Version 2: `RowReply` carries the sender's RTT to each entry.
-pub const VERSION: u8 = 5;
+/// Version 2: `RowReply` carries the sender's RTT to each entry. Version 3: `RowRequest`
+/// carries an RTT. Version 4: `ProbeReply` carries `room_us`. Version 5: `IndirectProbe`
+/// and `IndirectProbeReply`. Version 6: `JoinReplyRelay` and `RelayedRoute`.
+pub const VERSION: u8 = 6;
 /// Length of the frame header: magic, version, type, body length.
 pub const HEADER_LEN: usize = 8;
 /// Largest frame, header included.
@@ -314,7 +316,7 @@ fn check_list(len: usize) -> Result<(), EncodeError> {
 
 fn check_bounds<A>(body: &Body<A>) -> Result<(), EncodeError> {
     match body {
-        Body::Route(m) => {
+        Body::Route(m) | Body::RelayedRoute { route: m, .. } => {
             if m.path.len() > MAX_PATH {
                 return Err(EncodeError::PathTooLong {
                     len: m.path.len(),
@@ -326,7 +328,7 @@ fn check_bounds<A>(body: &Body<A>) -> Result<(), EncodeError> {
                 RoutePayload::Join { rows, .. } => check_list(rows.len()),
             }
         }
-        Body::JoinReply { leaf_set, rows } => {
+        Body::JoinReply { leaf_set, rows } | Body::JoinReplyRelay { leaf_set, rows, .. } => {
             check_list(leaf_set.len())?;
             check_list(rows.len())
         }
@@ -372,16 +374,19 @@ fn data_len(data: &Bytes) -> usize {
     4 + data.len()
 }
 
+fn route_len<A: Address>(m: &RouteMsg<A>) -> usize {
+    let payload = 1 + match &m.payload {
+        RoutePayload::App { data, .. } => 2 + data_len(data),
+        RoutePayload::Join { joiner, rows } => handle_len(joiner) + handles_len(rows),
+    };
+    8 + ID_LEN + handle_len(&m.origin) + 8 + 1 + 1 + ids_len(&m.path) + payload
+}
+
 /// Length of the body after the sender id.
 fn body_len<A: Address>(body: &Body<A>) -> usize {
     match body {
-        Body::Route(m) => {
-            let payload = 1 + match &m.payload {
-                RoutePayload::App { data, .. } => 2 + data_len(data),
-                RoutePayload::Join { joiner, rows } => handle_len(joiner) + handles_len(rows),
-            };
-            8 + ID_LEN + handle_len(&m.origin) + 8 + 1 + 1 + ids_len(&m.path) + payload
-        }
+        Body::Route(m) => route_len(m),
+        Body::RelayedRoute { target, route } => handle_len(target) + route_len(route),
         Body::RouteAck { .. } => 8,
         Body::Direct { data, .. } => 2 + data_len(data),
         Body::JoinReply { leaf_set, rows } => handles_len(leaf_set) + handles_len(rows),
@@ -398,6 +403,11 @@ fn body_len<A: Address>(body: &Body<A>) -> usize {
         Body::Leave { leaf_set } => handles_len(leaf_set),
         Body::IndirectProbe { target, .. } => handle_len(target) + 8,
         Body::IndirectProbeReply { .. } => ID_LEN + 8,
+        Body::JoinReplyRelay {
+            joiner,
+            leaf_set,
+            rows,
+        } => handle_len(joiner) + handles_len(leaf_set) + handles_len(rows),
     }
 }
 
@@ -439,28 +449,34 @@ fn put_data(out: &mut Vec<u8>, data: &Bytes) {
     out.extend_from_slice(data);
 }
 
+fn put_route<A: Address>(out: &mut Vec<u8>, m: &RouteMsg<A>) {
+    out.extend_from_slice(&m.hop_id.to_be_bytes());
+    put_id(out, m.key);
+    put_handle(out, &m.origin);
+    out.extend_from_slice(&m.request.to_be_bytes());
+    out.push(m.hops);
+    put_bool(out, m.trace);
+    put_ids(out, &m.path);
+    match &m.payload {
+        RoutePayload::App { app, data } => {
+            out.push(PAYLOAD_APP);
+            out.extend_from_slice(&app.to_be_bytes());
+            put_data(out, data);
+        }
+        RoutePayload::Join { joiner, rows } => {
+            out.push(PAYLOAD_JOIN);
+            put_handle(out, joiner);
+            put_handles(out, rows);
+        }
+    }
+}
+
 fn put_body<A: Address>(out: &mut Vec<u8>, body: &Body<A>) {
     match body {
-        Body::Route(m) => {
-            out.extend_from_slice(&m.hop_id.to_be_bytes());
-            put_id(out, m.key);
-            put_handle(out, &m.origin);
-            out.extend_from_slice(&m.request.to_be_bytes());
-            out.push(m.hops);
-            put_bool(out, m.trace);
-            put_ids(out, &m.path);
-            match &m.payload {
-                RoutePayload::App { app, data } => {
-                    out.push(PAYLOAD_APP);
-                    out.extend_from_slice(&app.to_be_bytes());
-                    put_data(out, data);
-                }
-                RoutePayload::Join { joiner, rows } => {
-                    out.push(PAYLOAD_JOIN);
-                    put_handle(out, joiner);
-                    put_handles(out, rows);
-                }
-            }
+        Body::Route(m) => put_route(out, m),
+        Body::RelayedRoute { target, route } => {
+            put_handle(out, target);
+            put_route(out, route);
         }
         Body::RouteAck { hop_id } => out.extend_from_slice(&hop_id.to_be_bytes()),
         Body::Direct { app, data } => {
@@ -525,6 +541,15 @@ fn put_body<A: Address>(out: &mut Vec<u8>, body: &Body<A>) {
         Body::IndirectProbeReply { target, nonce } => {
             put_id(out, *target);
             out.extend_from_slice(&nonce.to_be_bytes());
+        }
+        Body::JoinReplyRelay {
+            joiner,
+            leaf_set,
+            rows,
+        } => {
+            put_handle(out, joiner);
+            put_handles(out, leaf_set);
+            put_handles(out, rows);
         }
     }
 }
@@ -760,6 +785,21 @@ fn read_body<A: Address>(kind: MessageKind, r: &mut Reader<'_>) -> Result<Body<A
             target: read_id(r)?,
             nonce: r.u64()?,
         },
+        MessageKind::RelayedRoute => {
+            let target = read_handle(r)?;
+            let route = Box::new(read_route(r)?);
+            Body::RelayedRoute { target, route }
+        }
+        MessageKind::JoinReplyRelay => {
+            let joiner = read_handle(r)?;
+            let leaf_set = read_handles(r)?;
+            let rows = read_handles(r)?;
+            Body::JoinReplyRelay {
+                joiner,
+                leaf_set,
+                rows,
+            }
+        }
     })
 }
 
@@ -866,6 +906,18 @@ mod tests {
                 target: id(11),
                 nonce: 12,
             }),
+            msg(Body::JoinReplyRelay {
+                joiner: h(13),
+                leaf_set: vec![h(14), h(15)],
+                rows: vec![h(16)],
+            }),
+            msg(Body::RelayedRoute {
+                target: h(17),
+                route: Box::new(route(RoutePayload::App {
+                    app: 3,
+                    data: Bytes::from_static(b"relayed"),
+                })),
+            }),
         ]
     }
 
@@ -907,9 +959,27 @@ mod tests {
                 hop_id: 0x0102_0304_0506_0708,
             },
         };
-        let mut want = b"PY\x05\x02\x00\x00\x00\x18".to_vec();
+        let mut want = b"PY\x06\x02\x00\x00\x00\x18".to_vec();
         want.extend_from_slice(&[15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
         want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(enc(&m), want);
+
+        let m: Message<u32> = Message {
+            sender: NodeId::ZERO,
+            body: Body::JoinReplyRelay {
+                joiner: NodeHandle::new(NodeId::MAX, 0xaabb_ccdd),
+                leaf_set: vec![NodeHandle::new(NodeId::ZERO, 7)],
+                rows: vec![],
+            },
+        };
+        let mut want = b"PY\x06\x0e\x00\x00\x00\x3c".to_vec();
+        want.extend_from_slice(&[0; 16]);
+        want.extend_from_slice(&[0xff; 16]);
+        want.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
+        want.extend_from_slice(&[0, 1]);
+        want.extend_from_slice(&[0; 16]);
+        want.extend_from_slice(&[0, 0, 0, 7]);
+        want.extend_from_slice(&[0, 0]);
         assert_eq!(enc(&m), want);
 
         let m: Message<u32> = Message {
@@ -918,7 +988,7 @@ mod tests {
                 leaf_set: vec![NodeHandle::new(NodeId::MAX, 0xaabb_ccdd)],
             },
         };
-        let mut want = b"PY\x05\x0b\x00\x00\x00\x26".to_vec();
+        let mut want = b"PY\x06\x0b\x00\x00\x00\x26".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 1]);
         want.extend_from_slice(&[0xff; 16]);
@@ -932,7 +1002,7 @@ mod tests {
                 nonce: 0x0102_0304_0506_0708,
             },
         };
-        let mut want = b"PY\x05\x0c\x00\x00\x00\x2c".to_vec();
+        let mut want = b"PY\x06\x0c\x00\x00\x00\x2c".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0xff; 16]);
         want.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
@@ -946,7 +1016,7 @@ mod tests {
                 rtt_us: 0x0102_0304,
             },
         };
-        let mut want = b"PY\x05\x08\x00\x00\x00\x15".to_vec();
+        let mut want = b"PY\x06\x08\x00\x00\x00\x15".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[3, 1, 2, 3, 4]);
         assert_eq!(enc(&m), want);
@@ -960,7 +1030,7 @@ mod tests {
                 room_us: 0x0a0b_0c0d,
             },
         };
-        let mut want = b"PY\x05\x06\x00\x00\x00\x1f".to_vec();
+        let mut want = b"PY\x06\x06\x00\x00\x00\x1f".to_vec();
         want.extend_from_slice(&[0; 16]);
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d]);
         assert_eq!(enc(&m), want);
@@ -1004,7 +1074,7 @@ mod tests {
 
     #[test]
     fn unknown_type() {
-        for t in [0, 14, 200, 255] {
+        for t in [0, 16, 200, 255] {
             let mut f = enc(&samples()[2]);
             f[3] = t;
             assert_eq!(decode::<u32>(&f), Err(DecodeError::UnknownType(t)));
@@ -1465,6 +1535,19 @@ mod tests {
                 .prop_map(|(target, nonce)| Body::IndirectProbe { target, nonce }),
             (arb_id(), any::<u64>())
                 .prop_map(|(target, nonce)| Body::IndirectProbeReply { target, nonce }),
+            (arb_handle(addr.clone()), arb_route(addr.clone())).prop_map(|(target, m)| {
+                Body::RelayedRoute {
+                    target,
+                    route: Box::new(m),
+                }
+            }),
+            (arb_handle(addr.clone()), hs(), hs()).prop_map(|(joiner, leaf_set, rows)| {
+                Body::JoinReplyRelay {
+                    joiner,
+                    leaf_set,
+                    rows,
+                }
+            }),
         ]
     }
 

@@ -128,6 +128,37 @@ pub enum Body<A> {
         /// The request's nonce.
         nonce: u64,
     },
+    /// A join's root asks a leaf-set member to pass its [`Body::JoinReply`] on to `joiner`:
+    /// the joiner asked again, so the root's direct answer may not reach it (a broken path
+    /// between the two). The member sends `JoinReply { leaf_set, rows }` to the joiner.
+    JoinReplyRelay {
+        /// The joining node.
+        joiner: NodeHandle<A>,
+        /// The root's leaf set, the root itself included.
+        leaf_set: Vec<NodeHandle<A>>,
+        /// The routing-table candidates gathered along the join route.
+        rows: Vec<NodeHandle<A>>,
+    },
+    /// A routed message for `target`, a leaf-set member of the sender that the sender's
+    /// own probes do not reach but the receiver's did: the receiver forwards it to
+    /// `target` (one hop of the route, acknowledged like a [`Body::Route`]).
+    RelayedRoute {
+        /// The node the sender chose as next hop.
+        target: NodeHandle<A>,
+        /// The message.
+        route: Box<RouteMsg<A>>,
+    },
+}
+
+impl<A> Body<A> {
+    /// The routed message this carries, if any (a [`Body::Route`] or a
+    /// [`Body::RelayedRoute`]).
+    pub fn route(&self) -> Option<&RouteMsg<A>> {
+        match self {
+            Body::Route(m) | Body::RelayedRoute { route: m, .. } => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl<A> Body<A> {
@@ -147,6 +178,8 @@ impl<A> Body<A> {
             Body::Leave { .. } => MessageKind::Leave,
             Body::IndirectProbe { .. } => MessageKind::IndirectProbe,
             Body::IndirectProbeReply { .. } => MessageKind::IndirectProbeReply,
+            Body::JoinReplyRelay { .. } => MessageKind::JoinReplyRelay,
+            Body::RelayedRoute { .. } => MessageKind::RelayedRoute,
         }
     }
 }
@@ -169,11 +202,13 @@ pub enum MessageKind {
     Leave = 11,
     IndirectProbe = 12,
     IndirectProbeReply = 13,
+    JoinReplyRelay = 14,
+    RelayedRoute = 15,
 }
 
 impl MessageKind {
     /// Every kind, in wire order.
-    pub const ALL: [MessageKind; 13] = [
+    pub const ALL: [MessageKind; 15] = [
         MessageKind::Route,
         MessageKind::RouteAck,
         MessageKind::Direct,
@@ -187,6 +222,8 @@ impl MessageKind {
         MessageKind::Leave,
         MessageKind::IndirectProbe,
         MessageKind::IndirectProbeReply,
+        MessageKind::JoinReplyRelay,
+        MessageKind::RelayedRoute,
     ];
 
     /// The kind with this wire byte.
@@ -212,6 +249,8 @@ impl MessageKind {
             MessageKind::Leave => "leave",
             MessageKind::IndirectProbe => "indirect_probe",
             MessageKind::IndirectProbeReply => "indirect_probe_reply",
+            MessageKind::JoinReplyRelay => "join_reply_relay",
+            MessageKind::RelayedRoute => "relayed_route",
         }
     }
 }

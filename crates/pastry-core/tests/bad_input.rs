@@ -248,6 +248,15 @@ impl World {
                 target: self.id(rng),
                 nonce: rng.next_u64(),
             },
+            MessageKind::JoinReplyRelay => Body::JoinReplyRelay {
+                joiner: self.handle(rng),
+                leaf_set: self.handles(rng),
+                rows: self.handles(rng),
+            },
+            MessageKind::RelayedRoute => Body::RelayedRoute {
+                target: self.handle(rng),
+                route: Box::new(self.route(rng)),
+            },
         };
         Message {
             sender: self.id(rng),
@@ -303,7 +312,7 @@ fn sanitize(msg: &mut Message<u32>, total: u32) {
     let fix = |h: &mut NodeHandle<u32>| h.addr %= total;
     let fix_all = |v: &mut Vec<NodeHandle<u32>>| v.iter_mut().for_each(fix);
     match &mut msg.body {
-        Body::Route(r) => {
+        Body::Route(r) | Body::RelayedRoute { route: r, .. } => {
             fix(&mut r.origin);
             if let RoutePayload::Join { joiner, rows } = &mut r.payload {
                 fix(joiner);
@@ -311,6 +320,15 @@ fn sanitize(msg: &mut Message<u32>, total: u32) {
             }
         }
         Body::JoinReply { leaf_set, rows } => {
+            fix_all(leaf_set);
+            fix_all(rows);
+        }
+        Body::JoinReplyRelay {
+            joiner,
+            leaf_set,
+            rows,
+        } => {
+            fix(joiner);
             fix_all(leaf_set);
             fix_all(rows);
         }
@@ -325,6 +343,9 @@ fn sanitize(msg: &mut Message<u32>, total: u32) {
         | Body::Announce { .. }
         | Body::IndirectProbeReply { .. } => {}
         Body::IndirectProbe { target, .. } => fix(target),
+    }
+    if let Body::RelayedRoute { target, .. } = &mut msg.body {
+        fix(target);
     }
 }
 
@@ -618,6 +639,27 @@ fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
         Body::IndirectProbeReply {
             target: sender.id,
             nonce: 1,
+        },
+        Body::JoinReplyRelay {
+            joiner: sender,
+            leaf_set: vec![],
+            rows: vec![],
+        },
+        Body::RelayedRoute {
+            target: sender,
+            route: Box::new(RouteMsg {
+                hop_id: 6,
+                key,
+                origin: sender,
+                request: 2,
+                hops: 0,
+                trace: false,
+                path: Vec::new(),
+                payload: RoutePayload::App {
+                    app: 0,
+                    data: Bytes::from_static(b"self"),
+                },
+            }),
         },
     ];
     bodies

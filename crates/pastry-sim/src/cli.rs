@@ -65,6 +65,10 @@ pub struct SimArgs {
     /// Extra one-way delay per message, uniform in [0, JITTER].
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     pub jitter: Duration,
+    /// Fraction of node pairs that cannot reach each other (0 to <1), while each reaches
+    /// every other node: non-transitive connectivity.
+    #[arg(long = "broken-links", default_value_t = 0.0)]
+    pub broken_links: f64,
     /// Joins in flight at once while building; 0 = nodes / 500 (at least 1, at most 2000).
     #[arg(long = "concurrent-joins", default_value_t = 0)]
     pub concurrent_joins: usize,
@@ -217,6 +221,7 @@ impl SimArgs {
             topology: self.topology.clone(),
             loss: self.loss,
             jitter: self.jitter,
+            broken_links: self.broken_links,
             concurrent_joins: self.concurrent_joins,
             settle: self.settle,
             duration: self.duration,

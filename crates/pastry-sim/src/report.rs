@@ -139,10 +139,16 @@ pub struct TrafficReport {
     pub lookup_msgs_per_node_s: f64,
     /// Messages sent in the window, by kind.
     pub by_kind: BTreeMap<String, u64>,
-    /// Messages lost to the loss model or a partition (whole run).
+    /// Messages lost to the loss model, a partition or a broken link (whole run).
     pub dropped: u64,
     /// Messages sent to a node that was no longer live (whole run).
     pub to_dead: u64,
+    /// Probes of members that went unanswered but another member's got an answer (live
+    /// nodes' counters at the end of the run).
+    pub probes_rescued: u64,
+    /// Route hops sent through another member because our own probes did not reach the
+    /// next hop (live nodes' counters at the end of the run).
+    pub relayed_hops: u64,
 }
 
 /// What the checkers found.
@@ -339,13 +345,16 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "  traffic   control {:.3} msgs/s and {:.1} bytes/s per node, lookups {:.3} msgs/s \
-             per node, over {:.0} s; {} dropped, {} to dead nodes",
+             per node, over {:.0} s; {} dropped, {} to dead nodes; {} probes answered only \
+             through another member, {} hops relayed",
             t.control_msgs_per_node_s,
             t.control_bytes_per_node_s,
             t.lookup_msgs_per_node_s,
             t.window_s,
             t.dropped,
-            t.to_dead
+            t.to_dead,
+            t.probes_rescued,
+            t.relayed_hops
         )?;
         if let Some(fr) = &self.failure {
             let s = |x: Option<f64>| x.map_or("never".to_string(), |v| format!("{v:.1} s"));

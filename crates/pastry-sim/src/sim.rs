@@ -74,6 +74,9 @@ pub struct SimOptions {
     pub loss: f64,
     /// Extra one-way delay, uniform in `[0, jitter]`, per message.
     pub jitter: Duration,
+    /// Fraction of node pairs that cannot reach each other at all, both ways, while each
+    /// reaches everyone else (non-transitive connectivity, as measured on PlanetLab).
+    pub broken_links: f64,
     /// Joins in flight at once while building; 0 picks `nodes / 500` (1..=2000).
     pub concurrent_joins: usize,
     /// Quiet time after the build, before measuring.
@@ -111,6 +114,7 @@ impl Default for SimOptions {
             topology: TopologySpec::Plane,
             loss: 0.0,
             jitter: Duration::ZERO,
+            broken_links: 0.0,
             concurrent_joins: 0,
             settle: Duration::from_secs(30),
             duration: Duration::from_secs(60),
@@ -409,6 +413,12 @@ impl Simulation {
         }
         if !(0.0..1.0).contains(&opts.loss) {
             anyhow::bail!("--loss must be in [0, 1), got {}", opts.loss);
+        }
+        if !(0.0..1.0).contains(&opts.broken_links) {
+            anyhow::bail!(
+                "--broken-links must be in [0, 1), got {}",
+                opts.broken_links
+            );
         }
         if let Some(f) = opts.fail_fraction
             && !(0.0..1.0).contains(&f)
@@ -736,6 +746,17 @@ impl Simulation {
         r.next_u64() & 1 == 1
     }
 
+    /// Whether the link between nodes `a` and `b` is broken (a fixed hash of the pair).
+    fn broken(&self, a: u32, b: u32) -> bool {
+        if self.opts.broken_links == 0.0 {
+            return false;
+        }
+        let (lo, hi) = (a.min(b), a.max(b));
+        let mut r =
+            Rng::new((u64::from(lo) << 32 | u64::from(hi)) ^ self.opts.seed.rotate_left(17));
+        r.unit() < self.opts.broken_links
+    }
+
     /// Adds node-seconds up to now (before the live count changes).
     fn account_live(&mut self) {
         let (a, b) = (
@@ -863,6 +884,22 @@ impl Simulation {
             .then(|| self.ready_list[self.rng_work.below(self.ready_list.len() as u64) as usize])
     }
 
+    /// A random ready node other than `not` if there is one: a joiner whose only bootstrap
+    /// it cannot reach (`--broken-links`) could never join.
+    fn random_ready_but(&mut self, not: u32) -> u32 {
+        let n = self.ready_list.len();
+        if n == 0 {
+            return not;
+        }
+        let k = self.rng_work.below(n as u64) as usize;
+        let pick = self.ready_list[k];
+        if pick == not {
+            self.ready_list[(k + 1) % n]
+        } else {
+            pick
+        }
+    }
+
     /// Adds a node and starts its join through a nearby ready node (and a random one as the
     /// fallback bootstrap).
     fn start_join(&mut self) -> Option<u32> {
@@ -873,7 +910,7 @@ impl Simulation {
             self.flush(i);
             return Some(i);
         };
-        let other = self.random_ready().unwrap_or(near);
+        let other = self.random_ready_but(near);
         self.join_started[i as usize] = self.now;
         self.joins.started += 1;
         self.nodes[i as usize].join(now, &[near, other]);
@@ -905,14 +942,14 @@ impl Simulation {
         let kind = msg.body.kind();
         // Lookups are the simulator's own routes (application 0, nothing registered);
         // registered applications' routes and direct sends are application traffic.
-        let (lookup_traffic, app_traffic) = match &msg.body {
-            Body::Route(r) => match r.payload {
+        let (lookup_traffic, app_traffic) = match (&msg.body, msg.body.route()) {
+            (_, Some(r)) => match r.payload {
                 RoutePayload::App { app: 0, .. } => (true, false),
                 RoutePayload::App { .. } => (false, true),
                 RoutePayload::Join { .. } => (false, false),
             },
-            Body::RouteAck { .. } => (true, false),
-            Body::Direct { .. } => (false, true),
+            (Body::RouteAck { .. }, _) => (true, false),
+            (Body::Direct { .. }, _) => (false, true),
             _ => (false, false),
         };
         if self.phase == Phase::Build {
@@ -964,10 +1001,14 @@ impl Simulation {
             self.dropped += 1;
             return;
         }
+        if self.broken(from, to) {
+            self.dropped += 1;
+            return;
+        }
         let mut delay = self.topo.latency_us(from, to);
         if lookup_traffic
             && self.phase == Phase::Measure
-            && let Body::Route(r) = &msg.body
+            && let Some(r) = msg.body.route()
         {
             let e = &mut self.hop_latency[usize::from(r.hops).min(HOP_LATENCY_HOPS - 1)];
             e.0 += delay;
@@ -1003,6 +1044,7 @@ impl Simulation {
                     self.push_other(self.now, K_JOIN, 0);
                 }
                 let faults = self.opts.loss > 0.0
+                    || self.opts.broken_links > 0.0
                     || self.opts.partition.is_some()
                     || self.opts.churn.is_some()
                     || self.opts.fail_fraction.is_some();
@@ -1470,14 +1512,28 @@ impl Simulation {
             if !ok {
                 wrong += 1;
                 if ex.len() < examples {
+                    // The first place where either side differs from the true ring.
+                    let diff = (1..=others).find_map(|k| {
+                        let want = (ids[(pos + k) % n], ids[(pos + n - k) % n]);
+                        let have = (
+                            r.get(k - 1).map(|m| m.handle.id),
+                            l.get(k - 1).map(|m| m.handle.id),
+                        );
+                        if have.0 != Some(want.0) {
+                            Some(("right", k, have.0, want.0))
+                        } else if have.1 != Some(want.1) {
+                            Some(("left", k, have.1, want.1))
+                        } else {
+                            None
+                        }
+                    });
                     ex.push(format!(
-                        "node {i} {:032x}: left {} right {} members, expected {others} each \
-                         (first right {:?}, want {:?})",
+                        "node {i} {:032x}: left {} right {} members, expected {others} each; \
+                         first difference {:?} (side, position, has, want)",
                         node.id().as_u128(),
                         l.len(),
                         r.len(),
-                        r.first().map(|x| x.handle.id),
-                        ids.get((pos + 1) % n)
+                        diff
                     ));
                 }
             }
@@ -1569,6 +1625,13 @@ impl Simulation {
             .iter()
             .map(|k| (k.name().to_string(), self.window_msgs[*k as usize - 1]))
             .collect();
+        let (mut probes_rescued, mut relayed_hops) = (0, 0);
+        for (n, slot) in self.nodes.iter().zip(&self.slots) {
+            if slot.alive {
+                probes_rescued += n.stats().probes_rescued;
+                relayed_hops += n.stats().relayed_hops;
+            }
+        }
         let past = self.past_finish(node_s);
         let (scribe, splitstream) = self.scribe_finish(node_s);
         let live = self.ready_list.len();
@@ -1594,6 +1657,8 @@ impl Simulation {
                 by_kind,
                 dropped: self.dropped,
                 to_dead: self.to_dead,
+                probes_rescued,
+                relayed_hops,
             },
             checks: self.checks.clone(),
             failure: self.failure.clone(),
