@@ -3681,6 +3681,20 @@ mod tests {
         assert_eq!(n.stats().nodes_declared_dead, 0);
     }
 
+    /// `from` answers `n`'s probe `nonce` (without a leaf set).
+    fn answer_probe(n: &mut Node<u32>, from: NodeHandle<u32>, nonce: u64, at: Instant) {
+        let msg = Message {
+            sender: from.id,
+            body: Body::ProbeReply {
+                nonce,
+                ready: true,
+                leaf_set: vec![],
+                room_us: 0,
+            },
+        };
+        n.handle_message(at, from.addr, msg);
+    }
+
     /// `helper` tells `n` that it reached `target` (answering IndirectProbe `nonce`).
     fn helper_reached(
         n: &mut Node<u32>,
@@ -3748,21 +3762,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_member_only_another_member_reaches_gets_its_messages_through_that_member() {
+    /// `small_world` after its member 210 went silent to our probes while member 220
+    /// reached it; then a message is routed for a key of 210's. Gives the node, 210, 220,
+    /// the key and the time.
+    fn relayed_world() -> (Node<u32>, NodeHandle<u32>, NodeHandle<u32>, NodeId, Instant) {
         let mut n = small_world();
         let target = member_210();
         let helper = n.t.leaf_set.get(NodeId::from_u128((0x5000 << 112) + 20));
         let helper = helper.unwrap().handle;
         let key = NodeId::from_u128(target.id.as_u128() - 1);
-        // Our probes go unanswered, the helper's are answered: kept, and reached through
-        // the helper from now on.
         n.probe(Instant::ZERO, target, P_SUSPECT);
         let first = n.poll_timeout().unwrap();
         let asked = indirect_probes(&run_until(&mut n, first));
         helper_reached(&mut n, first, helper, target.id, asked[0].2);
         sent(&mut n);
         n.route(first, key, 1, Bytes::new()).unwrap();
+        (n, target, helper, key, first)
+    }
+
+    #[test]
+    fn a_member_only_another_member_reaches_gets_its_messages_through_that_member() {
+        // Our probes go unanswered, the helper's are answered: kept, and reached through
+        // the helper from now on.
+        let (mut n, target, helper, key, first) = relayed_world();
         let out = sent(&mut n);
         let hops = route_hops(&out, key);
         assert_eq!(hops.iter().map(|h| h.0).collect::<Vec<_>>(), vec![220]);
@@ -3789,16 +3811,7 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        let reply = Message {
-            sender: target.id,
-            body: Body::ProbeReply {
-                nonce,
-                ready: true,
-                leaf_set: vec![],
-                room_us: 0,
-            },
-        };
-        n.handle_message(later, target.addr, reply);
+        answer_probe(&mut n, target, nonce, later);
         sent(&mut n);
         n.route(later, key, 1, Bytes::new()).unwrap();
         let hops = route_hops(&sent(&mut n), key);
@@ -3951,17 +3964,7 @@ mod tests {
 
     #[test]
     fn a_relay_that_fails_us_is_dropped() {
-        let mut n = small_world();
-        let target = member_210();
-        let helper = n.t.leaf_set.get(NodeId::from_u128((0x5000 << 112) + 20));
-        let helper = helper.unwrap().handle;
-        let key = NodeId::from_u128(target.id.as_u128() - 1);
-        n.probe(Instant::ZERO, target, P_SUSPECT);
-        let first = n.poll_timeout().unwrap();
-        let asked = indirect_probes(&run_until(&mut n, first));
-        helper_reached(&mut n, first, helper, target.id, asked[0].2);
-        sent(&mut n);
-        n.route(first, key, 1, Bytes::new()).unwrap();
+        let (mut n, _, _, key, _) = relayed_world();
         assert_eq!(route_hops(&sent(&mut n), key)[0].0, 220);
         // The relayed hop goes unacknowledged: the relay is dropped, and the helper is
         // excluded and probed like any silent next hop.
@@ -4052,16 +4055,7 @@ mod tests {
                 .expect("the target is probed")
         };
         let nonce = probe_nonce(&ask(&mut n, asker, target));
-        let msg = Message {
-            sender: target.id,
-            body: Body::ProbeReply {
-                nonce,
-                ready: true,
-                leaf_set: vec![],
-                room_us: 0,
-            },
-        };
-        n.handle_message(Instant::from_micros(5_000), target.addr, msg);
+        answer_probe(&mut n, target, nonce, Instant::from_micros(5_000));
         let out = sent(&mut n);
         assert!(out.contains(&(
             asker.addr,

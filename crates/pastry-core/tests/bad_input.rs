@@ -585,20 +585,21 @@ fn garbage_from_unknown_senders_never_misroutes() {
 
 /// One of each message kind, well formed, as `sender` would send it.
 fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
+    let route = RouteMsg {
+        hop_id: 5,
+        key,
+        origin: sender,
+        request: 1,
+        hops: 0,
+        trace: false,
+        path: Vec::new(),
+        payload: RoutePayload::App {
+            app: 0,
+            data: Bytes::from_static(b"self"),
+        },
+    };
     let bodies = vec![
-        Body::Route(Box::new(RouteMsg {
-            hop_id: 5,
-            key,
-            origin: sender,
-            request: 1,
-            hops: 0,
-            trace: false,
-            path: Vec::new(),
-            payload: RoutePayload::App {
-                app: 0,
-                data: Bytes::from_static(b"self"),
-            },
-        })),
+        Body::Route(Box::new(route.clone())),
         Body::RouteAck { hop_id: 1 },
         Body::Direct {
             app: 0,
@@ -649,16 +650,8 @@ fn one_of_each(sender: NodeHandle<u32>, key: NodeId) -> Vec<Message<u32>> {
             target: sender,
             route: Box::new(RouteMsg {
                 hop_id: 6,
-                key,
-                origin: sender,
                 request: 2,
-                hops: 0,
-                trace: false,
-                path: Vec::new(),
-                payload: RoutePayload::App {
-                    app: 0,
-                    data: Bytes::from_static(b"self"),
-                },
+                ..route.clone()
             }),
         },
     ];
