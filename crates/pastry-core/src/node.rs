@@ -1725,9 +1725,9 @@ impl<A: Address> Node<A> {
                 // A repeated request (the joiner's earlier one timed out) may mean our
                 // answers do not reach it: two members, different ones at each attempt,
                 // also pass the answer on (the joiner takes whichever comes first).
-                let mut near = leaf_set.clone();
-                near.sort_by_key(|h| h.id.distance(joiner.id));
                 let relays: Vec<NodeHandle<A>> = if m.request > 0 {
+                    let mut near = leaf_set.clone();
+                    near.sort_by_key(|h| h.id.distance(joiner.id));
                     // (`request` is the joiner's attempt; any value is safe here.)
                     let first = ((m.request - 1) % 64) as usize * 2;
                     near.iter()
@@ -3442,16 +3442,8 @@ mod tests {
             } else {
                 rows[(to - 10) as usize]
             };
-            let msg = Message {
-                sender: from.id,
-                body: Body::ProbeReply {
-                    nonce,
-                    ready: true,
-                    leaf_set: vec![],
-                    room_us,
-                },
-            };
-            n.handle_message(Instant::from_micros(1000 + rtt_ms * 1000), to, msg);
+            let at = Instant::from_micros(1000 + rtt_ms * 1000);
+            answer_probe(&mut n, NodeHandle::new(from.id, to), nonce, room_us, at);
             announced.extend(
                 sent(&mut n)
                     .into_iter()
@@ -3682,14 +3674,20 @@ mod tests {
     }
 
     /// `from` answers `n`'s probe `nonce` (without a leaf set).
-    fn answer_probe(n: &mut Node<u32>, from: NodeHandle<u32>, nonce: u64, at: Instant) {
+    fn answer_probe(
+        n: &mut Node<u32>,
+        from: NodeHandle<u32>,
+        nonce: u64,
+        room_us: u32,
+        at: Instant,
+    ) {
         let msg = Message {
             sender: from.id,
             body: Body::ProbeReply {
                 nonce,
                 ready: true,
                 leaf_set: vec![],
-                room_us: 0,
+                room_us,
             },
         };
         n.handle_message(at, from.addr, msg);
@@ -3811,7 +3809,7 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        answer_probe(&mut n, target, nonce, later);
+        answer_probe(&mut n, target, nonce, 0, later);
         sent(&mut n);
         n.route(later, key, 1, Bytes::new()).unwrap();
         let hops = route_hops(&sent(&mut n), key);
@@ -4055,7 +4053,7 @@ mod tests {
                 .expect("the target is probed")
         };
         let nonce = probe_nonce(&ask(&mut n, asker, target));
-        answer_probe(&mut n, target, nonce, Instant::from_micros(5_000));
+        answer_probe(&mut n, target, nonce, 0, Instant::from_micros(5_000));
         let out = sent(&mut n);
         assert!(out.contains(&(
             asker.addr,
